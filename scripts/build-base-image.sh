@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the local base image used by the docker and vagrant providers and by molecule.
+# Build the local base image used by the docker and vagrant providers and by molecule
+# (web hosts run its nginx; balancer containers in molecule run its haproxy).
 #
 # No registry is reachable from the machines this project runs on, so nothing is pulled:
 # a Debian bookworm root file system is made with debootstrap and imported with
@@ -10,7 +11,7 @@ set -euo pipefail
 IMAGE="${HAPOOL_BASE_IMAGE:-hapool/base:bookworm}"
 MIRROR="${HAPOOL_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
-PACKAGES="nginx-light,python3,python3-apt,procps,curl,ca-certificates,iproute2"
+PACKAGES="nginx-light,haproxy,socat,python3,python3-apt,procps,curl,ca-certificates,iproute2"
 
 recipe_hash=$( { cat "$0"; echo "$IMAGE $SUITE $PACKAGES"; } | sha256sum | cut -c1-16)
 

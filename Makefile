@@ -1,0 +1,50 @@
+# hapool — the two commands a new user needs are `make demo` and `make test`.
+# Every target sets up what it needs first (idempotent; the second time takes seconds).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV        := $(CURDIR)/.venv
+BIN         := $(VENV)/bin
+PYTEST      := $(BIN)/pytest
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help setup setup-local demo test lint \
+        test-unit test-integration test-molecule test-e2e clean
+
+help:  ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+setup:  ## install packages, venv, start dockerd, build the local base image (idempotent)
+	@bash scripts/setup.sh
+
+setup-local:  ## like setup, without Docker (enough for the demo on the local provider)
+	@bash scripts/setup.sh --no-docker
+
+demo: setup-local  ## the main job: a load-balanced pool on the local provider (no Docker)
+	@bash scripts/demo.sh
+
+test: setup  ## set-up, lint, then every test suite (unit, integration, molecule, end-to-end)
+	@bash scripts/run-tests.sh
+
+lint: setup-local  ## ansible-lint (production profile), ruff, mypy
+	@bash scripts/run-tests.sh lint
+
+test-unit: setup-local  ## pure Python tests
+	@bash scripts/run-tests.sh unit
+
+test-integration: setup-local  ## real HAProxy and nginx processes on loopback
+	@bash scripts/run-tests.sh integration
+
+test-molecule: setup  ## molecule scenarios (docker driver, local base image)
+	@bash scripts/run-tests.sh molecule
+
+test-e2e: setup  ## playbooks and providers end to end (Docker, Vagrant; slow)
+	@bash scripts/run-tests.sh e2e
+
+clean:  ## stop what the demo started and remove local state (keeps .venv and the image)
+	-ansible-playbook playbooks/teardown.yml
+	rm -rf .state/local

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Run every check and test suite in order, keep going after a failure so one run shows all
+# of them, print a summary with the time of each stage, and exit non-zero if any failed.
+# pytest's "no tests collected" (exit 5) counts as a failure: a suite that runs nothing
+# must not pass silently.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg" PYTHONDONTWRITEBYTECODE=1
+
+declare -a names=() results=() times=()
+failed=0
+
+stage() {
+    local name=$1; shift
+    local start=$SECONDS rc
+    printf '\n==================== %s\n' "$name"
+    "$@"; rc=$?
+    if [ $rc -eq 5 ] && [ "$1" = "pytest" ]; then
+        echo "$name: pytest collected no tests — counted as a failure"
+    fi
+    names+=("$name"); times+=($((SECONDS - start)))
+    if [ $rc -eq 0 ]; then results+=(ok); else results+=("FAILED (exit $rc)"); failed=1; fi
+}
+
+molecule_all() {
+    local d rc=0
+    for d in roles/*/ .; do
+        [ -f "$d/molecule/default/molecule.yml" ] || continue
+        echo "-- molecule test in $d"
+        (cd "$d" && molecule test) || { echo "molecule failed in $d"; rc=1; }
+    done
+    return $rc
+}
+
+# Usage: scripts/run-tests.sh [lint] [unit] [integration] [molecule] [e2e]   (default: all, in this order)
+want=" ${*:-lint unit integration molecule e2e} "
+on() { [[ "$want" == *" $1 "* ]]; }
+
+if on lint; then
+    stage "ansible-lint (production)" ansible-lint --offline --profile production
+    stage "ruff"                      ruff check .
+    stage "mypy (module_utils)"       mypy
+fi
+on unit               && stage "unit tests"         pytest tests/unit
+on integration && stage "integration tests"  pytest tests/integration
+on molecule    && stage "molecule scenarios" molecule_all
+on e2e         && stage "end-to-end tests"   pytest tests/e2e
+
+printf '\n==================== summary\n'
+for i in "${!names[@]}"; do
+    printf '%-28s %-22s %5ss\n' "${names[$i]}" "${results[$i]}" "${times[$i]}"
+done
+printf 'total %ss\n' "$SECONDS"
+exit $failed
