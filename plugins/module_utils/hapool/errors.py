@@ -5,3 +5,76 @@ from __future__ import annotations
 
 class HapoolError(Exception):
     """Base class of every error hapool raises on purpose."""
+
+
+# --- input validation -------------------------------------------------------------------------
+
+
+class InvalidArgumentError(HapoolError, ValueError):
+    """A name, address, port or option would not make a safe, valid runtime command."""
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+class ParseError(HapoolError):
+    """Output of HAProxy (``show stat``, ``show servers state``) is not what was expected."""
+
+
+# --- HAProxy runtime API ----------------------------------------------------------------------
+
+
+class RuntimeApiError(HapoolError):
+    """Base class of the errors of the HAProxy runtime API client."""
+
+
+class SocketNotFoundError(RuntimeApiError):
+    """The unix socket does not exist (HAProxy not running, or a wrong path)."""
+
+
+class SocketPermissionError(RuntimeApiError):
+    """The operating system refused access to the unix socket (file mode or owner)."""
+
+
+class ConnectError(RuntimeApiError):
+    """Nothing accepts connections at the address (refused, reset, unreachable)."""
+
+
+class RuntimeTimeoutError(RuntimeApiError):
+    """HAProxy did not answer within the timeout."""
+
+
+class NotAdminError(RuntimeApiError):
+    """The socket's level is below ``admin``: HAProxy answered ``Permission denied``."""
+
+
+class UnknownBackendError(RuntimeApiError):
+    """The backend does not exist in the running HAProxy."""
+
+
+class UnknownServerError(RuntimeApiError):
+    """The server does not exist in the backend."""
+
+
+class CommandError(RuntimeApiError):
+    """HAProxy refused a command; the message is HAProxy's answer."""
+
+    def __init__(self, command: str, response: str) -> None:
+        self.command = command
+        self.response = response.strip()
+        super().__init__(f"HAProxy refused {command!r}: {self.response or '(empty answer)'}")
+
+
+class DrainTimeoutError(RuntimeApiError):
+    """A server still had sessions when the drain timeout ran out."""
+
+    def __init__(self, backend: str, server: str, sessions: int, queued: int, timeout: float) -> None:
+        self.backend = backend
+        self.server = server
+        self.sessions = sessions
+        self.queued = queued
+        self.timeout = timeout
+        super().__init__(
+            f"{backend}/{server} still has {sessions} current session(s) and {queued} queued "
+            f"request(s) after {timeout:g} s"
+        )
