@@ -1,0 +1,622 @@
+#!/usr/bin/python
+# Copyright: hapool contributors
+# Apache License 2.0 (see pyproject.toml)
+"""Ansible module: add, remove, drain, put in maintenance and re-weight HAProxy servers at runtime."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: haproxy_server
+short_description: Add, remove, drain, enable and re-weight servers of a running HAProxy
+description:
+  - Manages one server of one backend through HAProxy's runtime API (the stats socket), without
+    a reload. Unlike C(community.general.haproxy) it can add and delete servers, change their
+    address, port and weight, supports check mode and diff, and returns what it did.
+  - "O(state=present) adds the server if it is missing (C(add server) with the address, port
+    and health-check settings, then C(enable health)), leaving an existing server's
+    administrative state alone. O(state=ready), O(state=drain) and O(state=maint) set that
+    state (adding the server first if it is missing). O(state=absent) puts the server in
+    maintenance, waits until it has no session left and deletes it (C(del server))."
+  - Dynamic servers do not inherit C(default-server), so give the check settings here
+    (O(inter), O(rise), O(fall), ...). The HTTP check request itself comes from the backend's
+    C(option httpchk).
+  - When a server with health checks leaves maintenance (it is added, or goes from maint to
+    ready or drain), HAProxy would assume it UP before its first check. With O(health_gate)
+    (the default) the module forces its health down in the same command line, so it takes
+    traffic only after O(rise) successful checks, like a new target of an AWS target group.
+  - The module is idempotent. It reads C(show servers state) and C(show stat) first and sends
+    only the commands that change something (C(changed) is false otherwise). In check mode it
+    sends nothing and returns the commands it would send.
+  - Needs a stats socket with C(level admin). Python standard library only on the target.
+version_added: "0.1.0"
+author:
+  - hapool contributors
+options:
+  socket:
+    description:
+      - The runtime API to talk to, on the managed host. A unix socket path
+        (C(/run/haproxy/admin.sock), also C(unix:///run/haproxy/admin.sock)) or a TCP address
+        (C(127.0.0.1:9999), C(tcp://127.0.0.1:9999), C([::1]:9999)).
+    type: str
+    default: /run/haproxy/admin.sock
+  timeout:
+    description: Seconds to wait for each answer of HAProxy (connect and read).
+    type: float
+    default: 5.0
+  backend:
+    description: Name of the backend.
+    type: str
+    required: true
+  name:
+    description:
+      - Name of the server in the backend. Letters, digits, C(_), C(.), C(:) and C(-) only;
+        anything else (spaces, C(;), newlines, C(/)) is refused before HAProxy is contacted.
+    type: str
+    required: true
+    aliases: [server]
+  state:
+    description:
+      - V(present) makes sure the server exists (a new one becomes ready); V(ready), V(drain)
+        and V(maint) set the administrative state; V(absent) removes the server.
+      - V(drain) keeps existing sessions (and persistent clients) but sends no new session.
+        V(maint) sends no new session at all; existing sessions go on until they end.
+    type: str
+    choices: [present, ready, drain, maint, absent]
+    default: present
+  address:
+    description:
+      - IP address of the server (or a hostname, resolved once when the server is added).
+      - Needed to add a server. For an existing server, a different address is set with
+        C(set server ... addr) (IP addresses only).
+    type: str
+  port:
+    description: TCP port of the server. Needed to add a server; changed on an existing one.
+    type: int
+  weight:
+    description:
+      - Weight from 0 to 256. Given when the server is added, else set with C(set server ... weight).
+      - HAProxy restores a runtime weight from the server-state-file only while the weight in
+        the configuration stays the one the server had when it was added (its initial weight).
+    type: int
+  check:
+    description: Enable health checks on a server that is added.
+    type: bool
+    default: true
+  inter:
+    description: Interval between two checks, in ms (V(2000)) or with a unit (V(2s)). HAProxy's default is 2s.
+    type: str
+  fastinter:
+    description:
+      - Check interval while the server changes state (after a first failure until O(fall),
+        after a first success until O(rise)).
+    type: str
+  downinter:
+    description: Check interval while the server is DOWN.
+    type: str
+  rise:
+    description: Consecutive successful checks to consider the server UP (HAProxy's default is 2).
+    type: int
+  fall:
+    description: Consecutive failed checks to consider the server DOWN (HAProxy's default is 3).
+    type: int
+  check_port:
+    description: Port to send health checks to, if not the server's port.
+    type: int
+  slowstart:
+    description: Ramp the weight up over this time after the server comes UP (V(30s)); V(0) disables it.
+    type: str
+  maxconn:
+    description: Maximum concurrent connections to the server (0 means no limit); queued above it.
+    type: int
+  backup:
+    description: Add the server as a backup server.
+    type: bool
+    default: false
+  health_gate:
+    description:
+      - When a server with health checks leaves maintenance, force its health down so that it
+        takes traffic only after O(rise) successful checks. With V(false) HAProxy's own
+        behaviour applies (the server is assumed UP until O(fall) failed checks).
+    type: bool
+    default: true
+  wait:
+    description:
+      - With O(state=drain) or O(state=maint), wait until the server has no current session and
+        no queued request (returns as soon as it is so), failing after O(drain_timeout) with the
+        number of sessions still open. O(state=absent) always waits, since HAProxy deletes only
+        servers without connections.
+    type: bool
+    default: false
+  drain_timeout:
+    description: Seconds to wait for sessions to end (O(wait), O(state=absent)).
+    type: float
+    default: 300.0
+  poll_interval:
+    description: Seconds between two looks at the session count while waiting.
+    type: float
+    default: 0.2
+  state_file:
+    description:
+      - Path of HAProxy's C(server-state-file) on the managed host. After a change, the module
+        writes C(show servers state) to it (atomically), so that a reload with
+        C(load-server-state-from-file global) keeps the servers' administrative state
+        (drain, maint), weight and address. See the notes about membership.
+    type: path
+notes:
+  - "Persistence across reloads: runtime changes live in the running process only. Two things
+    carry them over a reload: (1) membership: a server added at runtime disappears on reload
+    unless it is also in the configuration; the configuration generated by the haproxy role is
+    the source of truth for membership, so playbooks that add a server here also write it into
+    the configuration (the returned RV(server_line) is the matching C(server) line) and remove
+    it from there when they remove it; (2) state: with O(state_file) set and
+    C(server-state-file <path>) + C(load-server-state-from-file global) in the configuration,
+    HAProxy restores each server's drain or maintenance state and runtime weight on reload.
+    Dump the state again right before a reload (the haproxy role's reload handler does), since
+    health and other changes happen between two module runs."
+  - Verified with HAProxy 2.6 in master-worker mode (C(reload) on the master CLI). C(add server)
+    needs a backend with a dynamic algorithm (not static-rr, not a hash without
+    C(hash-type consistent)). A server other servers C(track) cannot be deleted.
+  - Supports check mode and diff mode.
+seealso:
+  - module: haproxy_stats_info
+requirements:
+  - HAProxy 2.6 or later with a stats socket at C(level admin).
+"""
+
+EXAMPLES = r"""
+- name: Add web4 to the pool; it takes traffic after 2 good checks
+  haproxy_server:
+    socket: /run/haproxy/admin.sock
+    backend: app
+    name: web4
+    address: 10.0.0.14
+    port: 8080
+    inter: 2s
+    rise: 2
+    fall: 3
+    slowstart: 30s
+    state_file: /var/lib/haproxy/server-state
+  register: added
+
+- name: Keep the configuration the source of membership
+  ansible.builtin.debug:
+    msg: "write '{{ added.server_line }}' into backend app of haproxy.cfg"
+
+- name: Drain web2 and wait until its last session has ended (at most 5 minutes)
+  haproxy_server:
+    backend: app
+    name: web2
+    state: drain
+    wait: true
+    drain_timeout: 300
+
+- name: Remove web2 (maintenance, wait for connections to end, delete)
+  haproxy_server:
+    backend: app
+    name: web2
+    state: absent
+    drain_timeout: 60
+
+- name: Halve the traffic of web1 and move it to a new port
+  haproxy_server:
+    socket: tcp://127.0.0.1:9999
+    backend: app
+    name: web1
+    weight: 50
+    address: 10.0.0.11
+    port: 8081
+
+- name: Put web3 back into service
+  haproxy_server:
+    backend: app
+    name: web3
+    state: ready
+"""
+
+RETURN = r"""
+backend:
+  description: The backend.
+  returned: always
+  type: str
+  sample: app
+name:
+  description: The server.
+  returned: always
+  type: str
+  sample: web4
+state:
+  description: The server's administrative state after the run (predicted in check mode), or C(absent).
+  returned: always
+  type: str
+  sample: drain
+commands:
+  description:
+    - Runtime API commands sent (in check mode, the ones that would be sent).
+    - Commands applied back to back are joined with C(; ) on one line.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - add server app/web4 10.0.0.14:8080 check inter 2s rise 2
+    - enable health app/web4
+    - set server app/web4 state ready; set server app/web4 health down
+server:
+  description: The server after the run (predicted in check mode); null when it is absent.
+  returned: always
+  type: dict
+  contains:
+    address:
+      description:
+        - IP address (empty while a hostname is not resolved).
+      type: str
+      returned: success
+      sample: 10.0.0.14
+    port:
+      description:
+        - Port.
+      type: int
+      returned: success
+      sample: 8080
+    fqdn:
+      description:
+        - Hostname the server was added with, if any.
+      type: str
+      returned: success
+    state:
+      description:
+        - Administrative state, C(ready), C(drain) or C(maint).
+      type: str
+      returned: success
+      sample: ready
+    admin_state:
+      description:
+        - HAProxy's administrative bit mask (0x01 forced maint, 0x04 maint from the configuration,
+          0x08 forced drain, 0x20 resolution maint).
+      type: int
+      returned: success
+      sample: 0
+    op_state:
+      description:
+        - Operational state, C(stopped), C(starting), C(running) or C(stopping).
+      type: str
+      returned: success
+      sample: running
+    status:
+      description:
+        - Status as C(show stat) prints it (C(UP), C(DOWN 1/2), C(DRAIN), C(MAINT), C(no check),
+          ...).
+      type: str
+      returned: success
+      sample: UP
+    weight:
+      description:
+        - Current (user) weight.
+      type: int
+      returned: success
+      sample: 1
+    initial_weight:
+      description:
+        - Weight from the configuration or from the C(add server) line.
+      type: int
+      returned: success
+      sample: 1
+    checks_enabled:
+      description:
+        - Whether health checks run.
+      type: bool
+      returned: success
+      sample: true
+    scur:
+      description:
+        - Current sessions.
+      type: int
+      returned: success
+      sample: 0
+    qcur:
+      description:
+        - Queued requests.
+      type: int
+      returned: success
+      sample: 0
+    check_status:
+      description:
+        - Result of the last check (C(L7OK), C(L4CON), ...).
+      type: str
+      returned: success
+      sample: L7OK
+    backend:
+      description:
+        - The backend.
+      type: str
+      returned: success
+      sample: app
+    name:
+      description:
+        - The server.
+      type: str
+      returned: success
+      sample: web4
+before:
+  description: The server before the run, same keys as RV(server); null if it did not exist.
+  returned: always
+  type: dict
+sessions:
+  description:
+    - Current sessions of the server at the end (0 after a successful wait).
+    - When a wait timed out, the sessions still open.
+  returned: always
+  type: int
+  sample: 0
+waited:
+  description: Seconds spent waiting for sessions to end.
+  returned: always
+  type: float
+  sample: 1.8
+server_line:
+  description:
+    - The C(server) line for haproxy.cfg that matches the server as the module adds it.
+    - Write it into the configuration to keep the server across reloads.
+  returned: when address and port are given
+  type: str
+  sample: server web4 10.0.0.14:8080 check inter 2s rise 2 fall 3 slowstart 30s
+state_file_written:
+  description: Whether O(state_file) was written.
+  returned: always
+  type: bool
+"""
+
+import traceback
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.hapool.errors import DrainTimeoutError, HapoolError
+from ansible.module_utils.hapool.haproxy import (
+    Command,
+    RuntimeClient,
+    ServerInfo,
+    ServerOptions,
+    cmd_add_server,
+    cmd_del_server,
+    cmd_enable_health,
+    cmd_set_addr,
+    cmd_set_health,
+    cmd_set_server_state,
+    cmd_set_weight,
+    server_config_line,
+    validate_address,
+    validate_name,
+)
+
+STATES = ["present", "ready", "drain", "maint", "absent"]
+
+
+def _options(params: dict[str, Any]) -> ServerOptions:
+    def num(value: Any) -> Any:
+        # Times may come as "2000" from YAML strings: an integer means milliseconds.
+        return int(value) if isinstance(value, str) and value.isdigit() else value
+
+    return ServerOptions(
+        check=params["check"],
+        inter=num(params["inter"]),
+        fastinter=num(params["fastinter"]),
+        downinter=num(params["downinter"]),
+        rise=params["rise"],
+        fall=params["fall"],
+        check_port=params["check_port"],
+        slowstart=num(params["slowstart"]),
+        weight=params["weight"],
+        maxconn=params["maxconn"],
+        backup=params["backup"],
+    )
+
+
+def _view(info: ServerInfo | None) -> dict[str, Any]:
+    """What the diff shows."""
+    if info is None:
+        return {}
+    return {
+        "address": info.fqdn or info.address,
+        "port": info.port,
+        "state": info.admin,
+        "weight": info.weight,
+    }
+
+
+class Plan:
+    """Commands (with the predicted result) for one server; executed in order."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[Command, ...]] = []
+
+    def add(self, *commands: Command) -> None:
+        self.steps.append(commands)
+
+    @property
+    def lines(self) -> list[str]:
+        return ["; ".join(c.text for c in step) for step in self.steps]
+
+    def __bool__(self) -> bool:
+        return bool(self.steps)
+
+
+def run(module: AnsibleModule) -> dict[str, Any]:
+    p = module.params
+    backend = validate_name(p["backend"], "backend name")
+    name = p["name"]
+    state = p["state"]
+    cmd_set_server_state(backend, name, "ready")  # validates the server name up front
+    address = validate_address(p["address"]) if p["address"] is not None else None
+    port = p["port"]
+    options = _options(p)
+    server_line = None
+    add_command = None
+    if address is not None and port is not None:
+        server_line = server_config_line(name, address, port, options)
+        add_command = cmd_add_server(backend, name, address, port, options)
+    for key in ("drain_timeout", "poll_interval", "timeout"):
+        if p[key] is None or p[key] < 0 or (key != "drain_timeout" and p[key] == 0):
+            module.fail_json(msg=f"{key} must be a positive number")
+
+    client = RuntimeClient(p["socket"], timeout=p["timeout"])
+    client.require_admin()
+    before = client.get_server(backend, name)
+    plan = Plan()
+    predicted: dict[str, Any] | None = before.as_dict() if before else None
+    target = None if state in ("present", "absent") else state
+
+    if state == "absent":
+        if before is not None:
+            if before.admin != "maint":
+                plan.add(cmd_set_server_state(backend, name, "maint"))
+            plan.add(cmd_del_server(backend, name))
+            predicted = None
+    elif before is None:
+        if address is None or port is None:
+            module.fail_json(
+                msg=f"server {name!r} does not exist in backend {backend!r}: give address and port to add it",
+                backend=backend,
+                name=name,
+            )
+        assert add_command is not None
+        plan.add(add_command)
+        if options.check:
+            plan.add(cmd_enable_health(backend, name))
+        final = target or "ready"
+        if final != "maint":
+            leave = [cmd_set_server_state(backend, name, final)]
+            if options.check and p["health_gate"]:
+                leave.append(cmd_set_health(backend, name, "down"))
+            plan.add(*leave)
+        predicted = {
+            "backend": backend,
+            "name": name,
+            "address": address,
+            "port": port,
+            "state": final,
+            "weight": p["weight"] if p["weight"] is not None else 1,
+            "checks_enabled": options.check,
+        }
+    else:
+        predicted = dict(predicted or {})
+        new_address = address
+        if address is not None and before.fqdn and address == before.fqdn:
+            new_address = None  # added by hostname, unchanged
+        if (new_address is not None and new_address != before.address) or (
+            port is not None and port != before.port
+        ):
+            set_to = new_address if new_address is not None else before.address
+            plan.add(cmd_set_addr(backend, name, set_to, port if port is not None else before.port))
+            predicted["address"] = set_to
+            predicted["port"] = port if port is not None else before.port
+        if p["weight"] is not None and p["weight"] != before.weight:
+            plan.add(cmd_set_weight(backend, name, p["weight"]))
+            predicted["weight"] = p["weight"]
+        if target is not None and target != before.admin:
+            leave = [cmd_set_server_state(backend, name, target)]
+            if before.admin == "maint" and target != "maint" and before.checks_enabled and p["health_gate"]:
+                leave.append(cmd_set_health(backend, name, "down"))
+            plan.add(*leave)
+            predicted["state"] = target
+
+    result: dict[str, Any] = {
+        "changed": bool(plan),
+        "backend": backend,
+        "name": name,
+        "commands": plan.lines,
+        "before": before.as_dict() if before else None,
+        "sessions": before.scur if before else 0,
+        "waited": 0.0,
+        "state_file_written": False,
+    }
+    if server_line:
+        result["server_line"] = server_line
+    if module._diff:
+        result["diff"] = {
+            "before": _view(before),
+            "after": {k: predicted[k] for k in ("address", "port", "state", "weight")} if predicted else {},
+            "before_header": f"{backend}/{name}",
+            "after_header": f"{backend}/{name}",
+        }
+
+    if module.check_mode:
+        result["server"] = predicted
+        result["state"] = predicted["state"] if predicted else "absent"
+        return result
+
+    done: list[str] = []
+    try:
+        if state == "absent" and before is not None:
+            # maint (unless already), wait for the sessions to end, del server (retried while
+            # HAProxy still reports connections), all within drain_timeout.
+            result["waited"] = round(
+                client.remove_server(backend, name, p["drain_timeout"], interval=p["poll_interval"]), 3
+            )
+            done.extend(plan.lines)
+        for step in plan.steps if state != "absent" else []:
+            client.execute(*step)
+            done.append("; ".join(c.text for c in step))
+        if state in ("drain", "maint") and p["wait"]:
+            result["waited"] = round(
+                client.wait_drained(backend, name, p["drain_timeout"], interval=p["poll_interval"]), 3
+            )
+    except DrainTimeoutError as exc:
+        module.fail_json(
+            msg=str(exc),
+            changed=bool(done),
+            commands=done,
+            sessions=exc.sessions,
+            queued=exc.queued,
+            backend=backend,
+            name=name,
+        )
+    except HapoolError as exc:
+        module.fail_json(msg=str(exc), changed=bool(done), commands=done, backend=backend, name=name)
+
+    after = client.get_server(backend, name)
+    result["server"] = after.as_dict() if after else None
+    result["state"] = after.admin if after else "absent"
+    result["sessions"] = after.scur if after else 0
+    if plan and p["state_file"]:
+        client.dump_servers_state(p["state_file"])
+        result["state_file_written"] = True
+    return result
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "socket": {"type": "str", "default": "/run/haproxy/admin.sock"},
+            "timeout": {"type": "float", "default": 5.0},
+            "backend": {"type": "str", "required": True},
+            "name": {"type": "str", "required": True, "aliases": ["server"]},
+            "state": {"type": "str", "default": "present", "choices": STATES},
+            "address": {"type": "str"},
+            "port": {"type": "int"},
+            "weight": {"type": "int"},
+            "check": {"type": "bool", "default": True},
+            "inter": {"type": "str"},
+            "fastinter": {"type": "str"},
+            "downinter": {"type": "str"},
+            "rise": {"type": "int"},
+            "fall": {"type": "int"},
+            "check_port": {"type": "int"},
+            "slowstart": {"type": "str"},
+            "maxconn": {"type": "int"},
+            "backup": {"type": "bool", "default": False},
+            "health_gate": {"type": "bool", "default": True},
+            "wait": {"type": "bool", "default": False},
+            "drain_timeout": {"type": "float", "default": 300.0},
+            "poll_interval": {"type": "float", "default": 0.2},
+            "state_file": {"type": "path"},
+        },
+        supports_check_mode=True,
+    )
+    try:
+        module.exit_json(**run(module))
+    except HapoolError as exc:
+        module.fail_json(msg=str(exc), exception=traceback.format_exc())
+
+
+if __name__ == "__main__":
+    main()
