@@ -388,8 +388,6 @@ from ansible.module_utils.hapool.haproxy import (
     validate_name,
 )
 
-STATES = ["present", "ready", "drain", "maint", "absent"]
-
 
 def _options(params: dict[str, Any]) -> ServerOptions:
     def num(value: Any) -> Any:
@@ -590,7 +588,11 @@ def main() -> None:
             "timeout": {"type": "float", "default": 5.0},
             "backend": {"type": "str", "required": True},
             "name": {"type": "str", "required": True, "aliases": ["server"]},
-            "state": {"type": "str", "default": "present", "choices": STATES},
+            "state": {
+                "type": "str",
+                "default": "present",
+                "choices": ["present", "ready", "drain", "maint", "absent"],
+            },
             "address": {"type": "str"},
             "port": {"type": "int"},
             "weight": {"type": "int"},

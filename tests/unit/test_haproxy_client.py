@@ -1,0 +1,181 @@
+"""RuntimeClient without HAProxy: transport errors, timeouts and the waiting logic.
+
+What HAProxy answers is tested against the real HAProxy in
+tests/integration/test_haproxy_runtime.py; here are the cases a real HAProxy cannot produce
+on demand (a socket file without a listener, a peer that never answers) and the drain loop
+driven by an injected clock.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible.module_utils.hapool.errors import (
+    ConnectError,
+    DrainTimeoutError,
+    InvalidArgumentError,
+    RuntimeTimeoutError,
+    SocketNotFoundError,
+    UnknownServerError,
+)
+from ansible.module_utils.hapool.haproxy import RuntimeClient
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_missing_socket(tmp_path):
+    with pytest.raises(SocketNotFoundError, match="no HAProxy runtime socket"):
+        RuntimeClient(str(tmp_path / "nope.sock")).show_stat()
+
+
+def test_stale_socket_file_is_refused(tmp_path):
+    path = tmp_path / "stale.sock"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    sock.close()  # the file stays, nothing listens
+    with pytest.raises(ConnectError, match="refused"):
+        RuntimeClient(str(path)).show_stat()
+
+
+def test_closed_tcp_port_is_refused():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ConnectError):
+        RuntimeClient(f"127.0.0.1:{port}", timeout=1).show_stat()
+
+
+@contextlib.contextmanager
+def silent_listener(path: Path):
+    """Accepts connections, reads, never answers."""
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(4)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def loop():
+        server.settimeout(0.05)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                conn, _ = server.accept()
+                held.append(conn)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def test_timeout_when_nothing_answers(tmp_path):
+    path = tmp_path / "silent.sock"
+    with silent_listener(path):
+        client = RuntimeClient(str(path), timeout=0.3)
+        with pytest.raises(RuntimeTimeoutError, match="did not answer 'show stat' within 0.3 s"):
+            client.show_stat()
+
+
+def test_client_refuses_bad_input_before_connecting(tmp_path):
+    client = RuntimeClient(str(tmp_path / "nope.sock"))
+    with pytest.raises(InvalidArgumentError):
+        client.raw("show stat; show info")
+    with pytest.raises(InvalidArgumentError):
+        client.raw("show stat\nshow info")
+    with pytest.raises(InvalidArgumentError):
+        client.raw("show st\u00e4t")
+    with pytest.raises(InvalidArgumentError):
+        client.set_weight("app", "web1;x", 3)
+    with pytest.raises(InvalidArgumentError):
+        RuntimeClient(str(tmp_path / "x.sock"), timeout=0)
+
+
+class ScriptedSessions(RuntimeClient):
+    """The drain loop's only input is ``sessions()``: script it, and drive the clock."""
+
+    def __init__(self, counts):
+        super().__init__("/nonexistent.sock")
+        self.counts = list(counts)
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sessions(self, backend, server):
+        if not self.counts:
+            raise UnknownServerError("gone")
+        return self.counts.pop(0) if len(self.counts) > 1 else self.counts[0]
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_wait_drained_returns_as_soon_as_sessions_reach_zero():
+    client = ScriptedSessions([(3, 0), (2, 0), (1, 1), (0, 0)])
+    waited = client.wait_drained("app", "web1", 10, interval=0.5, clock=client.clock, sleep=client.sleep)
+    assert waited == pytest.approx(1.5)
+    assert client.sleeps == [0.5, 0.5, 0.5]
+
+
+def test_wait_drained_already_drained_does_not_sleep():
+    client = ScriptedSessions([(0, 0)])
+    assert client.wait_drained("app", "web1", 10, clock=client.clock, sleep=client.sleep) == 0
+    assert client.sleeps == []
+
+
+def test_wait_drained_times_out_with_the_open_count():
+    client = ScriptedSessions([(5, 0), (4, 2)])
+    with pytest.raises(DrainTimeoutError) as info:
+        client.wait_drained("app", "web1", 2.0, interval=0.3, clock=client.clock, sleep=client.sleep)
+    assert (info.value.sessions, info.value.queued, info.value.timeout) == (4, 2, 2.0)
+    assert "app/web1 still has 4 current session(s) and 2 queued" in str(info.value)
+    assert client.now == pytest.approx(2.0)  # the last sleep is cut to the deadline
+    assert max(client.sleeps) <= 0.3
+
+
+# --- the modules' documentation matches their argument_spec -------------------------------------
+
+
+def _module_docs_and_spec(path: Path):
+    tree = ast.parse(path.read_text())
+    docs = {}
+    spec = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id in ("DOCUMENTATION", "EXAMPLES", "RETURN"):
+                docs[node.targets[0].id] = yaml.safe_load(node.value.value)
+        if isinstance(node, ast.keyword) and node.arg == "argument_spec":
+            spec = ast.literal_eval(node.value)
+    return docs, spec
+
+
+@pytest.mark.parametrize("module", ["haproxy_server", "haproxy_stats_info"])
+def test_documentation_matches_argument_spec(module):
+    docs, spec = _module_docs_and_spec(ROOT / "library" / f"{module}.py")
+    assert set(docs) == {"DOCUMENTATION", "EXAMPLES", "RETURN"}
+    assert docs["DOCUMENTATION"]["module"] == module
+    options = docs["DOCUMENTATION"]["options"]
+    assert set(options) == set(spec)
+    for name, arg in spec.items():
+        doc = options[name]
+        assert doc["type"] == arg["type"], name
+        assert doc.get("default") == arg.get("default"), name
+        assert doc.get("choices") == arg.get("choices"), name
+        assert doc.get("required", False) == arg.get("required", False), name
+        assert doc.get("aliases") == arg.get("aliases"), name
+        assert doc.get("elements") == arg.get("elements"), name
+    assert docs["RETURN"] and all("description" in v for v in docs["RETURN"].values())
+    assert isinstance(docs["EXAMPLES"], list) and docs["EXAMPLES"]
