@@ -1,0 +1,383 @@
+"""The ``docker`` provider: each instance is a container, driven through the Docker SDK.
+
+Containers are named ``hapool-<pool>-<instance>``, run the pool's image (default the local
+base image ``hapool/base:bookworm``, whose CMD runs nginx in the foreground), join the user
+bridge network ``hapool`` (created when missing) and carry the labels
+
+    io.hapool.managed=true  io.hapool.provider=docker  io.hapool.pool=<pool>
+    io.hapool.instance=<instance>  io.hapool.created=<epoch seconds>  io.hapool.network=<network>
+
+Listing asks the engine for those labels, so any process finds the containers again. The
+address is the container's IP on the network, the port 80. Images are never pulled: a
+missing image is an :class:`ImageNotFoundError`. The SDK is imported when the provider is
+first used, not when this module is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import random
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import (
+    DEFAULT_IMAGE,
+    DEFAULT_NETWORK,
+    DESTROYED,
+    RUNNING,
+    STOPPED,
+    ImageNotFoundError,
+    Instance,
+    LaunchSpec,
+    NameLedger,
+    OrphanError,
+    Provider,
+    ProviderError,
+    ProviderUnavailableError,
+    file_lock,
+    instance_name,
+    sort_instances,
+    validate_pool,
+)
+
+LABEL_MANAGED = "io.hapool.managed"
+LABEL_PROVIDER = "io.hapool.provider"
+LABEL_POOL = "io.hapool.pool"
+LABEL_INSTANCE = "io.hapool.instance"
+LABEL_CREATED = "io.hapool.created"
+LABEL_NETWORK = "io.hapool.network"
+
+WEB_PORT = 80
+
+
+def container_name(pool: str, name: str) -> str:
+    return f"hapool-{pool}-{name}"
+
+
+def parse_memory(memory: int | str | None) -> int | str | None:
+    """Bytes as an int, or Docker's ``<number>[b|k|m|g]`` string, validated here for a clear error."""
+    if memory is None or isinstance(memory, int):
+        return memory
+    text = str(memory).strip().lower()
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in "bkmg" else (text, "")
+    if not number.isdigit():
+        raise ProviderError(f"invalid memory limit {memory!r}: use bytes or a number with b, k, m or g")
+    return f"{number}{unit}" if unit else int(number)
+
+
+def _import_sdk() -> Any:
+    try:
+        import docker  # type: ignore[import-untyped]  # noqa: PLC0415 - the provider's own dependency
+    except ImportError as exc:
+        raise ProviderUnavailableError(
+            "the docker provider needs the Python Docker SDK in the interpreter that runs it "
+            f"({exc}); install it with 'pip install docker' (requirements/runtime.txt pins it)"
+        ) from exc
+    return docker
+
+
+class DockerProvider(Provider):
+    """Containers on a Docker engine (local socket by default, or ``base_url``)."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        base_url: str | None = None,
+        network: str = DEFAULT_NETWORK,
+        image: str = DEFAULT_IMAGE,
+        timeout: float = 30.0,
+        start_timeout: float = 20.0,
+        stop_timeout: int = 10,
+        wait_port: bool = True,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(clock=clock, rng=rng)
+        self.state_dir = pathlib.Path(state_dir).absolute()
+        self.base_url = base_url
+        self.network = network
+        self.image = image
+        self.timeout = float(timeout)
+        self.start_timeout = float(start_timeout)
+        self.stop_timeout = int(stop_timeout)
+        self.wait_port = wait_port
+        self.ledger = NameLedger(self.state_dir)
+        self._client: Any = None
+        self._sdk: Any = None
+
+    # -- engine
+
+    def _engine_label(self) -> str:
+        return self.base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+    def client(self) -> Any:
+        """The connected ``docker.DockerClient`` (made and pinged on first use)."""
+        if self._client is not None:
+            return self._client
+        docker = self._sdk = _import_sdk()
+        try:
+            if self.base_url:
+                client = docker.DockerClient(base_url=self.base_url, timeout=int(self.timeout))
+            else:
+                client = docker.from_env(timeout=int(self.timeout))
+            client.ping()
+        except Exception as exc:  # DockerException, requests' ConnectionError, ...
+            raise ProviderUnavailableError(
+                f"the Docker engine at {self._engine_label()} does not answer: {exc}. "
+                "Is dockerd running (scripts/setup.sh starts it) and is base_url / DOCKER_HOST right?"
+            ) from exc
+        self._client = client
+        return client
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            finally:
+                self._client = None
+
+    def _api_error(self, action: str, exc: Exception) -> ProviderError:
+        sdk = self._sdk
+        if sdk is not None and isinstance(exc, sdk.errors.APIError):
+            explanation = getattr(exc, "explanation", None) or str(exc)
+            return ProviderError(f"Docker engine refused to {action}: {explanation}")
+        if sdk is not None and isinstance(exc, sdk.errors.DockerException):
+            return ProviderError(f"could not {action}: {exc}")
+        return ProviderUnavailableError(
+            f"lost the Docker engine at {self._engine_label()} while trying to {action}: {exc}"
+        )
+
+    # -- reading state
+
+    def _to_instance(self, container: Any) -> Instance:
+        labels: dict[str, str] = container.labels or {}
+        attrs: dict[str, Any] = container.attrs or {}
+        network = labels.get(LABEL_NETWORK, self.network)
+        networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        address = (networks.get(network) or {}).get("IPAddress") or ""
+        status = str(container.status)
+        try:
+            created = float(labels.get(LABEL_CREATED, "0"))
+        except ValueError:
+            created = 0.0
+        return Instance(
+            name=labels.get(LABEL_INSTANCE, container.name),
+            pool=labels.get(LABEL_POOL, ""),
+            provider=self.name,
+            address=address if status == "running" else "",
+            port=WEB_PORT,
+            created=created,
+            state=RUNNING if status == "running" else STOPPED,
+            extra={
+                "container": container.name,
+                "container_id": container.id,
+                "image": (attrs.get("Config") or {}).get("Image", ""),
+                "network": network,
+                "status": status,
+                "docker_host": self.base_url,
+            },
+        )
+
+    def _containers(self, pool: str | None = None, name: str | None = None) -> list[Any]:
+        filters = [f"{LABEL_MANAGED}=true", f"{LABEL_PROVIDER}={self.name}"]
+        if pool is not None:
+            filters.append(f"{LABEL_POOL}={validate_pool(pool)}")
+        if name is not None:
+            filters.append(f"{LABEL_INSTANCE}={name}")
+        client = self.client()
+        try:
+            containers: list[Any] = client.containers.list(all=True, filters={"label": filters})
+        except Exception as exc:
+            raise self._api_error("list containers", exc) from exc
+        return containers
+
+    def list(self, pool: str | None = None) -> list[Instance]:
+        return sort_instances([self._to_instance(c) for c in self._containers(pool)])
+
+    def get(self, pool: str, name: str) -> Instance | None:
+        found = self._containers(pool, instance_name(name))
+        return self._to_instance(found[0]) if found else None
+
+    # -- launch
+
+    def _check_image(self, image: str) -> None:
+        sdk, client = self._sdk, self.client()
+        try:
+            client.images.get(image)
+        except sdk.errors.ImageNotFound as exc:
+            raise ImageNotFoundError(
+                f"image {image!r} is not on the Docker engine at {self._engine_label()}; hapool never "
+                "pulls images: build the base image with scripts/build-base-image.sh (make setup) "
+                "or set the pool's image to one that exists locally"
+            ) from exc
+        except Exception as exc:
+            raise self._api_error(f"inspect image {image!r}", exc) from exc
+
+    def ensure_network(self) -> Any:
+        """The project network (a user bridge), created when missing."""
+        sdk, client = self._sdk, self.client()
+        try:
+            for net in client.networks.list(names=[self.network]):
+                if net.name == self.network:  # the engine's name filter also matches substrings
+                    return net
+            return client.networks.create(
+                self.network, driver="bridge", labels={LABEL_MANAGED: "true"}, check_duplicate=True
+            )
+        except sdk.errors.APIError as exc:
+            if exc.status_code == 409:  # created meanwhile by a concurrent launch
+                return client.networks.get(self.network)
+            raise self._api_error(f"create network {self.network!r}", exc) from exc
+        except Exception as exc:
+            raise self._api_error(f"create network {self.network!r}", exc) from exc
+
+    def launch(self, pool: str, spec: LaunchSpec | None = None) -> Instance:
+        spec = spec or LaunchSpec()
+        validate_pool(pool)
+        image = spec.image or self.image
+        memory = parse_memory(spec.memory)
+        self.client()
+        self._check_image(image)
+        self.ensure_network()
+        with file_lock(self.state_dir / ".lock"):
+            live = [i.name for i in self.list(pool)]
+            name = self.ledger.reserve(pool, self.rng, spec.name, live)
+        created = self.clock()
+        labels = {
+            LABEL_MANAGED: "true",
+            LABEL_PROVIDER: self.name,
+            LABEL_POOL: pool,
+            LABEL_INSTANCE: name,
+            LABEL_CREATED: repr(created),
+            LABEL_NETWORK: self.network,
+        }
+        kwargs: dict[str, Any] = {
+            "name": container_name(pool, name),
+            "hostname": name,
+            "labels": labels,
+            "network": self.network,
+            "detach": True,
+        }
+        if spec.cpus is not None:
+            kwargs["nano_cpus"] = int(float(spec.cpus) * 1e9)
+        if memory is not None:
+            kwargs["mem_limit"] = memory
+        client = self.client()
+        try:
+            # create(), not run(): run() pulls a missing image, and hapool never pulls.
+            container = client.containers.create(image, **kwargs)
+        except Exception as exc:
+            self._remove_leftover(container_name(pool, name), labels[LABEL_CREATED], exc)
+            raise self._api_error(f"create container {container_name(pool, name)}", exc) from exc
+        try:
+            container.start()
+            return self._wait_running(container, pool, name)
+        except BaseException as exc:
+            self._remove_leftover(container_name(pool, name), labels[LABEL_CREATED], exc)
+            if isinstance(exc, ProviderError):
+                raise
+            if isinstance(exc, Exception):
+                raise self._api_error(f"start container {container.name}", exc) from exc
+            raise
+
+    def _wait_running(self, container: Any, pool: str, name: str) -> Instance:
+        deadline = time.monotonic() + self.start_timeout
+        instance = self._to_instance(container)
+        while time.monotonic() < deadline:
+            container.reload()
+            instance = self._to_instance(container)
+            status = instance.extra["status"]
+            if status in ("exited", "dead"):
+                logs = container.logs(tail=5).decode("utf-8", "replace").strip()
+                raise ProviderError(
+                    f"container {container.name} exited right after start: {logs or 'no output'}"
+                )
+            if instance.alive and instance.address:
+                break
+            time.sleep(0.1)
+        else:
+            raise ProviderError(
+                f"container {container.name} is not running with an address on network "
+                f"{self.network!r} after {self.start_timeout:g} s (status {instance.extra['status']})"
+            )
+        if self.wait_port and not self._port_open(instance.address, instance.port, deadline):
+            raise ProviderError(
+                f"container {container.name} runs but nothing answers on {instance.endpoint} after "
+                f"{self.start_timeout:g} s (does the image start a web server on port {WEB_PORT}?)"
+            )
+        return instance
+
+    @staticmethod
+    def _port_open(address: str, port: int, deadline: float) -> bool:
+        while True:
+            try:
+                with socket.create_connection((address, port), timeout=0.5):
+                    return True
+            except OSError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.05)
+
+    def _remove_leftover(self, cname: str, created: str, cause: BaseException) -> None:
+        """Remove the container this launch made (matched by its ``created`` label, so a
+        same-named container of someone else is never touched); if that fails, say so."""
+        sdk, client = self._sdk, self._client
+        if client is None:
+            return
+        try:
+            container = client.containers.get(cname)
+            if (container.labels or {}).get(LABEL_CREATED) != created:
+                return
+            container.remove(force=True, v=True)
+        except sdk.errors.NotFound:
+            return
+        except Exception as exc:
+            raise OrphanError(
+                f"launch failed ({cause}) and container {cname} could not be removed ({exc}); "
+                f"remove it with 'docker rm -f {cname}'",
+                orphan=cname,
+            ) from cause
+
+    # -- destroy
+
+    def destroy(self, pool: str, instance: Instance | str) -> Instance | None:
+        name = instance_name(instance)
+        found = self._containers(pool, name)
+        if not found:
+            return None
+        container = found[0]
+        before = self._to_instance(container)
+        sdk = self._sdk
+        try:
+            if container.status == "running":
+                container.stop(timeout=self.stop_timeout)
+            container.remove(force=True, v=True)
+        except sdk.errors.NotFound:
+            pass  # removed meanwhile
+        except Exception as exc:
+            raise self._api_error(f"remove container {container.name}", exc) from exc
+        return dataclasses.replace(before, state=DESTROYED)
+
+    def remove_network(self) -> bool:
+        """Remove the project network if no container uses it (teardown). True if removed."""
+        sdk, client = self._sdk, self.client()
+        try:
+            net = client.networks.get(self.network)
+            net.reload()
+            if net.attrs.get("Containers"):
+                return False
+            net.remove()
+        except sdk.errors.NotFound:
+            return False
+        except Exception as exc:
+            raise self._api_error(f"remove network {self.network!r}", exc) from exc
+        return True
+
+
+PROVIDER_CLASS = DockerProvider

@@ -1,0 +1,539 @@
+"""The ``local`` provider: each instance is an nginx process on this machine.
+
+Layout (``state_dir`` defaults to ``<project>/.state/local``)::
+
+    <state_dir>/.lock                          flock: one launch allocates at a time
+    <state_dir>/pools/<pool>/names             every name the pool ever used (never reused)
+    <state_dir>/pools/<pool>/<instance>/       the nginx prefix (``nginx -p``)
+        instance.json                          name, pool, address, port, created
+        conf/nginx.conf                        minimal config, like a freshly booted image
+        html/index.html                        default page "Hello <instance>!"
+        logs/nginx.pid, error.log, access.log, startup.log
+        tmp/                                   nginx temp paths
+
+nginx is started with ``nginx -p <prefix>/ -c <prefix>/conf/nginx.conf`` and daemonises, so it
+outlives the controller. Liveness = the pid in ``logs/nginx.pid`` is a live (not zombie)
+process whose command line names this prefix. The nginx_web role re-configures the host
+through ``nginx_web_prefix`` and reloads it; it must keep ``pid logs/nginx.pid``.
+
+Addresses: every instance listens on an address of ``bind_network`` (a loopback CIDR; default
+``127.0.0.1/32``) and ``port`` (default 0: a free port the kernel picks for each instance).
+With ``bind_network: 127.0.1.0/24`` and ``port: 80`` each host gets its own loopback address
+on port 80, like separate machines (Linux routes all of 127.0.0.0/8 to ``lo``; ports below
+1024 need root). Allocation runs under a lock, skips pairs used by other instances of this
+state directory and pairs something else is bound to, and a launch whose nginx still meets
+"address already in use" retries with the next pair.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import ipaddress
+import os
+import pathlib
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from . import (
+    BROKEN,
+    DESTROYED,
+    RUNNING,
+    STOPPED,
+    Instance,
+    LaunchSpec,
+    NameLedger,
+    OrphanError,
+    Provider,
+    ProviderError,
+    ProviderUnavailableError,
+    file_lock,
+    instance_name,
+    read_json,
+    sort_instances,
+    validate_pool,
+    write_json_atomic,
+)
+
+START_ATTEMPTS = 5
+
+NGINX_CONF = """\
+# nginx.conf of the hapool local host {name} (pool {pool}), written by the local provider.
+# Like a freshly booted base image: one server with a default page. The nginx_web role
+# replaces this file (nginx_web_prefix = {prefix}) and reloads nginx; it must keep the pid
+# file at logs/nginx.pid, which the provider reads to tell whether the host is alive.
+{user_line}worker_processes 1;
+pid logs/nginx.pid;
+error_log logs/error.log warn;
+
+events {{
+    worker_connections 512;
+}}
+
+http {{
+    default_type application/octet-stream;
+    types {{
+        text/html html htm;
+        text/plain txt;
+    }}
+    access_log logs/access.log;
+    client_body_temp_path tmp/client_body;
+    proxy_temp_path tmp/proxy;
+    fastcgi_temp_path tmp/fastcgi;
+    uwsgi_temp_path tmp/uwsgi;
+    scgi_temp_path tmp/scgi;
+
+    server {{
+        listen {address}:{port};
+        server_name {name};
+        root html;
+        index index.html;
+    }}
+}}
+"""
+
+INDEX_HTML = """\
+<!DOCTYPE html>
+<html>
+<head><title>{name}</title></head>
+<body>
+<h1>Hello {name}!</h1>
+<p>hapool pool {pool}, local provider, {address}:{port}</p>
+</body>
+</html>
+"""
+
+
+def render_nginx_conf(*, name: str, pool: str, prefix: str, address: str, port: int, user: str | None) -> str:
+    user_line = f"user {user};\n" if user else ""
+    return NGINX_CONF.format(
+        name=name, pool=pool, prefix=prefix, address=address, port=port, user_line=user_line
+    )
+
+
+def render_index(*, name: str, pool: str, address: str, port: int) -> str:
+    return INDEX_HTML.format(name=name, pool=pool, address=address, port=port)
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+def _proc_state(pid: int) -> str | None:
+    """The one-letter state of ``pid`` from /proc (None if there is no such process)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    # "pid (comm) S ...": comm may hold spaces and parentheses; the state follows the last ')'.
+    return stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else None
+
+
+def _proc_ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+            return int(fh.read().rsplit(")", 1)[-1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _proc_cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def pid_alive(pid: int, marker: str | None = None) -> bool:
+    """``pid`` runs (zombies count as dead: PID 1 may not reap daemons) and, when ``marker``
+    is given, its command line contains it (guards against a recycled pid)."""
+    state = _proc_state(pid)
+    if state is None or state in ("Z", "X", "x"):
+        return False
+    return marker is None or marker in _proc_cmdline(pid)
+
+
+def read_pid(pid_file: pathlib.Path) -> int | None:
+    try:
+        text = pid_file.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _pids_holding(directory: pathlib.Path) -> set[int]:
+    """Processes with an open file under ``directory`` (stray nginx workers hold its logs)."""
+    found: set[int] = set()
+    prefix = str(directory).rstrip("/") + "/"
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fd_dir = f"/proc/{entry}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"{fd_dir}/{fd}")
+            except OSError:
+                continue
+            if target.startswith(prefix):
+                found.add(int(entry))
+                break
+    found.discard(os.getpid())
+    return found
+
+
+def _kill(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _wait_dead(pids: set[int], timeout: float, sleep: Callable[[float], None]) -> set[int]:
+    deadline = time.monotonic() + timeout
+    alive = {p for p in pids if pid_alive(p)}
+    while alive and time.monotonic() < deadline:
+        sleep(0.05)
+        alive = {p for p in alive if pid_alive(p)}
+    return alive
+
+
+# --- addresses ----------------------------------------------------------------------------------
+
+
+def can_bind(address: str, port: int) -> int | None:
+    """Bind ``address:port`` the way nginx does (SO_REUSEADDR); the bound port, or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return None
+        bound: int = sock.getsockname()[1]
+        return bound
+
+
+def allocate_address(
+    network: str,
+    port: int,
+    used: set[tuple[str, int]],
+    avoid: set[tuple[str, int]] | None = None,
+    binder: Callable[[str, int], int | None] = can_bind,
+) -> tuple[str, int]:
+    """Choose ``(address, port)`` for a new local instance.
+
+    Addresses of ``network`` are tried in order; addresses no instance uses come first, so a
+    /24 gives each instance its own address. ``port`` 0 asks the kernel for a free port on
+    that address; a fixed port is taken when no instance uses the pair and it can be bound.
+    ``binder`` is injectable for tests.
+    """
+    try:
+        net = ipaddress.ip_network(network, strict=False)
+    except ValueError as exc:
+        raise ProviderError(f"invalid bind_network {network!r}: {exc}") from exc
+    if not net.is_loopback or net.version != 4:
+        raise ProviderError(f"bind_network {network!r} must be an IPv4 loopback network (127.0.0.0/8)")
+    if not 0 <= port <= 65535:
+        raise ProviderError(f"invalid port {port}")
+    avoid = avoid or set()
+    hosts = [str(a) for a in (net.hosts() if net.num_addresses > 2 else net)]
+    used_addresses = {a for a, _ in used}
+    ordered = [a for a in hosts if a not in used_addresses] + [a for a in hosts if a in used_addresses]
+    for address in ordered:
+        if port == 0:
+            bound = binder(address, 0)
+            if bound is not None and (address, bound) not in used | avoid:
+                return address, bound
+        elif (address, port) not in used | avoid and binder(address, port) is not None:
+            return address, port
+    raise ProviderError(
+        f"no free address in {network} " + (f"for port {port}" if port else "(no port could be bound)")
+    )
+
+
+def _tcp_ready(address: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((address, port), timeout=0.5):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+
+# --- the provider -------------------------------------------------------------------------------
+
+
+class LocalProvider(Provider):
+    """nginx processes on this machine, one prefix directory each."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        nginx: str = "nginx",
+        bind_network: str = "127.0.0.1/32",
+        port: int = 0,
+        user: str | None = None,
+        start_timeout: float = 10.0,
+        stop_timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(clock=clock, rng=rng)
+        self.state_dir = pathlib.Path(state_dir).absolute()
+        self.nginx = nginx
+        self.bind_network = bind_network
+        self.port = int(port)
+        # Worker user. nginx's default when the master runs as root is "nobody", which cannot
+        # read a prefix below a private directory (pytest's tmp, a 0700 home): run workers as
+        # the controller's user unless told otherwise.
+        if user is None and os.geteuid() == 0:
+            user = "root"
+        self.user = user
+        self.start_timeout = float(start_timeout)
+        self.stop_timeout = float(stop_timeout)
+        self.ledger = NameLedger(self.state_dir)
+
+    # -- paths
+
+    def _pool_dir(self, pool: str) -> pathlib.Path:
+        return self.state_dir / "pools" / validate_pool(pool)
+
+    def prefix(self, pool: str, name: str) -> pathlib.Path:
+        return self._pool_dir(pool) / name
+
+    def _nginx_exe(self) -> str:
+        exe = shutil.which(self.nginx) or shutil.which(self.nginx, path=os.defpath + ":/usr/sbin:/sbin")
+        if exe is None:
+            raise ProviderUnavailableError(
+                f"the local provider needs nginx, and {self.nginx!r} is not on PATH "
+                "(apt-get install nginx-light, or set the provider's 'nginx' setting)"
+            )
+        return exe
+
+    def nginx_command(self, prefix: pathlib.Path, exe: str | None = None) -> list[str]:
+        return [exe or self.nginx, "-p", f"{prefix}/", "-c", str(prefix / "conf" / "nginx.conf")]
+
+    # -- reading state
+
+    def _read(self, pool: str, prefix: pathlib.Path) -> Instance:
+        name = prefix.name
+        try:
+            meta = read_json(prefix / "instance.json")
+            if not isinstance(meta, dict):
+                raise ProviderError("instance.json is not an object")
+            address, port, created = str(meta["address"]), int(meta["port"]), float(meta["created"])
+        except (ProviderError, KeyError, TypeError, ValueError) as exc:
+            created = prefix.stat().st_mtime if prefix.exists() else 0.0
+            return Instance(
+                name=name, pool=pool, provider=self.name, address="", port=0, created=created,
+                state=BROKEN, extra={"prefix": str(prefix), "error": str(exc)},
+            )  # fmt: skip
+        pid = read_pid(prefix / "logs" / "nginx.pid")
+        alive = pid is not None and pid_alive(pid, marker=str(prefix))
+        return Instance(
+            name=name,
+            pool=pool,
+            provider=self.name,
+            address=address,
+            port=port,
+            created=created,
+            state=RUNNING if alive else STOPPED,
+            extra={
+                "prefix": str(prefix),
+                "pid": pid if alive else None,
+                "conf": str(prefix / "conf" / "nginx.conf"),
+                "nginx_command": self.nginx_command(prefix),
+            },
+        )
+
+    def list(self, pool: str | None = None) -> list[Instance]:
+        pools_dir = self.state_dir / "pools"
+        if pool is not None:
+            pools = [validate_pool(pool)]
+        elif pools_dir.is_dir():
+            pools = sorted(p.name for p in pools_dir.iterdir() if p.is_dir())
+        else:
+            pools = []
+        found: list[Instance] = []
+        for p in pools:
+            pool_dir = pools_dir / p
+            if not pool_dir.is_dir():
+                continue
+            for prefix in sorted(pool_dir.iterdir()):
+                if prefix.is_dir() and not prefix.name.startswith("."):
+                    found.append(self._read(p, prefix))
+        return sort_instances(found)
+
+    def get(self, pool: str, name: str) -> Instance | None:
+        prefix = self.prefix(pool, instance_name(name))
+        return self._read(pool, prefix) if prefix.is_dir() else None
+
+    def _used_endpoints(self) -> set[tuple[str, int]]:
+        return {(i.address, i.port) for i in self.list() if i.port}
+
+    # -- launch
+
+    def launch(self, pool: str, spec: LaunchSpec | None = None) -> Instance:
+        spec = spec or LaunchSpec()
+        validate_pool(pool)
+        exe = self._nginx_exe()
+        with file_lock(self.state_dir / ".lock"):
+            live = [p.name for p in self._pool_dir(pool).glob("*") if p.is_dir()]
+            name = self.ledger.reserve(pool, self.rng, spec.name, live)
+            prefix = self.prefix(pool, name)
+            created = self.clock()
+            try:
+                return self._create_and_start(pool, name, prefix, created, exe)
+            except BaseException as exc:
+                self._cleanup_failed(prefix, exc)
+                raise
+
+    def _create_and_start(
+        self, pool: str, name: str, prefix: pathlib.Path, created: float, exe: str
+    ) -> Instance:
+        for sub in ("conf", "html", "logs", "tmp"):
+            (prefix / sub).mkdir(parents=True, exist_ok=True)
+        used = self._used_endpoints()
+        tried: set[tuple[str, int]] = set()
+        last_error = ""
+        for _ in range(START_ATTEMPTS):
+            address, port = allocate_address(self.bind_network, self.port, used, tried)
+            tried.add((address, port))
+            self._write_files(
+                pool=pool, name=name, prefix=prefix, address=address, port=port, created=created
+            )
+            ok, last_error = self._start(prefix, exe, address, port)
+            if ok:
+                return self._read(pool, prefix)
+            if "Address already in use" not in last_error:
+                break
+        raise ProviderError(f"nginx of local instance {name} (pool {pool}) did not start: {last_error}")
+
+    def _write_files(
+        self, *, pool: str, name: str, prefix: pathlib.Path, address: str, port: int, created: float
+    ) -> None:
+        meta = {
+            "name": name,
+            "pool": pool,
+            "provider": self.name,
+            "address": address,
+            "port": port,
+            "created": created,
+            "prefix": str(prefix),
+        }
+        write_json_atomic(prefix / "instance.json", meta)
+        (prefix / "conf" / "nginx.conf").write_text(
+            render_nginx_conf(
+                name=name, pool=pool, prefix=str(prefix), address=address, port=port, user=self.user
+            ),
+            encoding="utf-8",
+        )
+        (prefix / "html" / "index.html").write_text(
+            render_index(name=name, pool=pool, address=address, port=port), encoding="utf-8"
+        )
+
+    def _start(self, prefix: pathlib.Path, exe: str, address: str, port: int) -> tuple[bool, str]:
+        """Start nginx (it daemonises). Returns (running and accepting, error text)."""
+        startup_log = prefix / "logs" / "startup.log"
+        # Output goes to a file, not a pipe: the daemon would keep a pipe open and hang us.
+        with open(startup_log, "ab") as log:
+            try:
+                proc = subprocess.run(
+                    self.nginx_command(prefix, exe),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    timeout=self.start_timeout,
+                    start_new_session=True,
+                    check=False,
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return False, f"{exe}: {exc}"
+        if proc.returncode != 0:
+            return False, self._log_tail(prefix) or f"exit status {proc.returncode}"
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            pid = read_pid(prefix / "logs" / "nginx.pid")
+            if pid is not None and pid_alive(pid, marker=str(prefix)):
+                if _tcp_ready(address, port, max(0.1, deadline - time.monotonic())):
+                    return True, ""
+                return False, f"nginx runs (pid {pid}) but {address}:{port} does not accept connections"
+            time.sleep(0.02)
+        return False, "nginx exited or wrote no pid file: " + (self._log_tail(prefix) or "no log output")
+
+    @staticmethod
+    def _log_tail(prefix: pathlib.Path, lines: int = 5) -> str:
+        out: list[str] = []
+        for name in ("startup.log", "error.log"):
+            with contextlib.suppress(OSError):
+                out += (prefix / "logs" / name).read_text(encoding="utf-8", errors="replace").splitlines()
+        return " | ".join(line.strip() for line in out[-lines:] if line.strip())
+
+    def _cleanup_failed(self, prefix: pathlib.Path, cause: BaseException) -> None:
+        try:
+            self._stop_and_remove(prefix)
+        except Exception as exc:
+            raise OrphanError(
+                f"launch failed ({cause}) and its clean-up failed too ({exc}): {prefix} is left; "
+                "destroy it with the pool_instance module (state=absent) or remove it by hand",
+                orphan=str(prefix),
+            ) from cause
+
+    # -- destroy
+
+    def destroy(self, pool: str, instance: Instance | str) -> Instance | None:
+        name = instance_name(instance)
+        prefix = self.prefix(pool, name)
+        if not prefix.is_dir():
+            return None
+        with file_lock(self.state_dir / ".lock"):
+            before = self._read(pool, prefix)
+            self._stop_and_remove(prefix)
+        return dataclasses.replace(before, state=DESTROYED)
+
+    def _stop_and_remove(self, prefix: pathlib.Path) -> None:
+        """QUIT nginx (graceful), KILL it and its workers after ``stop_timeout``, remove the prefix."""
+        if not prefix.exists():
+            return
+        pid = read_pid(prefix / "logs" / "nginx.pid")
+        if pid is not None and pid_alive(pid, marker=str(prefix)):
+            _kill(pid, signal.SIGQUIT)
+            if _wait_dead({pid}, self.stop_timeout, time.sleep):
+                for child in self._children(pid):
+                    _kill(child, signal.SIGKILL)
+                _kill(pid, signal.SIGKILL)
+                if _wait_dead({pid}, 5.0, time.sleep):
+                    raise ProviderError(f"nginx (pid {pid}) of {prefix} survived SIGKILL")
+        # Workers left by a master that died (kill -9) still serve: they hold the logs open.
+        strays = _pids_holding(prefix)
+        for stray in strays:
+            _kill(stray, signal.SIGKILL)
+        if _wait_dead(strays, 5.0, time.sleep):
+            raise ProviderError(f"processes {sorted(strays)} holding files in {prefix} survived SIGKILL")
+        shutil.rmtree(prefix)
+
+    @staticmethod
+    def _children(pid: int) -> Iterator[int]:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and _proc_ppid(int(entry)) == pid:
+                yield int(entry)
+
+    def describe(self) -> dict[str, Any]:
+        return {"state_dir": str(self.state_dir), "bind_network": self.bind_network, "port": self.port}
+
+
+PROVIDER_CLASS = LocalProvider
