@@ -83,7 +83,7 @@ def test_timeout_when_nothing_answers(tmp_path):
     path = tmp_path / "silent.sock"
     with silent_listener(path):
         client = RuntimeClient(str(path), timeout=0.3)
-        with pytest.raises(RuntimeTimeoutError, match="did not answer 'show stat' within 0.3 s"):
+        with pytest.raises(RuntimeTimeoutError, match=r"did not answer 'show stat' within 0\.3 s"):
             client.show_stat()
 
 
@@ -154,9 +154,12 @@ def _module_docs_and_spec(path: Path):
     docs = {}
     spec = None
     for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id in ("DOCUMENTATION", "EXAMPLES", "RETURN"):
-                docs[node.targets[0].id] = yaml.safe_load(node.value.value)
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id in ("DOCUMENTATION", "EXAMPLES", "RETURN")
+        ):
+            docs[node.targets[0].id] = yaml.safe_load(node.value.value)
         if isinstance(node, ast.keyword) and node.arg == "argument_spec":
             spec = ast.literal_eval(node.value)
     return docs, spec

@@ -270,7 +270,9 @@ def test_socket_addresses(spec, expected):
     assert parse_socket_address(spec) == expected
 
 
-@pytest.mark.parametrize("spec", ["", "  ", "unix://", "tcp://", "127.0.0.1:", "127.0.0.1:0", "tcp://h:x", "h:99999"])
+@pytest.mark.parametrize(
+    "spec", ["", "  ", "unix://", "tcp://", "127.0.0.1:", "127.0.0.1:0", "tcp://h:x", "h:99999"]
+)
 def test_bad_socket_addresses(spec):
     with pytest.raises(InvalidArgumentError):
         parse_socket_address(spec)
