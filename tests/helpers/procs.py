@@ -286,13 +286,14 @@ def render_config(
     extra_sockets: Sequence[str] = (),
     balance: str = "roundrobin",
 ) -> str:
-    """A production-like config: ``backends`` maps a name to its ``server`` lines (the first
-    backend is the frontend's default). Health checks are ``GET /health``; checks are fast so
-    tests are fast (``inter 300ms``)."""
+    """A production-like config: ``backends`` maps a name to its lines (``server ...``, and
+    ``balance ...`` to override ``balance``); the first backend is the frontend's default.
+    Health checks are ``GET /health``; checks are fast so tests are fast (``inter 300ms``).
+    ``extra_sockets`` are more ``stats socket`` specs (``{dir}`` is the config's directory)."""
     lines = [
         "global",
         f"    stats socket {admin_socket} mode 600 level admin expose-fd listeners",
-        *[f"    stats socket {spec}" for spec in extra_sockets],
+        *[f"    stats socket {spec.format(dir=admin_socket.parent)}" for spec in extra_sockets],
         f"    server-state-file {state_file}",
         "    hard-stop-after 15s",
     ]
@@ -304,14 +305,15 @@ def render_config(
     if names:
         lines.append(f"    default_backend {names[0]}")
     for name in names:
+        own = list(backends[name])
+        lines += ["", f"backend {name}"]
+        if not any(line.startswith("balance ") for line in own):
+            lines.append(f"    balance {balance}")
         lines += [
-            "",
-            f"backend {name}",
-            f"    balance {balance}",
             "    option httpchk GET /health",
             "    default-server inter 300ms fastinter 200ms downinter 300ms rise 2 fall 2",
         ]
-        lines += [f"    {line}" for line in backends[name]]
+        lines += [f"    {line}" for line in own]
     return "\n".join(lines) + "\n"
 
 

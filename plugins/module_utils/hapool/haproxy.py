@@ -549,7 +549,9 @@ class RuntimeClient:
 
     def raw(self, line: str) -> str:
         """Send one checked line and return HAProxy's whole answer (it closes after it)."""
-        check_command_line(line)
+        return self._send(check_command_line(line))
+
+    def _send(self, line: str) -> str:
         try:
             payload = line.encode("ascii", "strict") + b"\n"
         except UnicodeEncodeError:
@@ -594,8 +596,9 @@ class RuntimeClient:
             raise InvalidArgumentError("no command to execute")
         if len(commands) > 1 and any(command.expect != "empty" for command in commands):
             raise InvalidArgumentError("only commands with an empty answer can be chained")
-        line = "; ".join(command.text for command in commands)
-        response = self.raw(line)
+        # Each command was checked when it was built; only the separator joins them.
+        line = "; ".join(check_command_line(command.text) for command in commands)
+        response = self._send(line)
         self._classify(line, response)
         for command in commands:
             if not command.accepts(response):
