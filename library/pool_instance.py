@@ -1,0 +1,343 @@
+#!/usr/bin/python
+# Copyright: hapool contributors
+# Apache License 2.0 (see pyproject.toml)
+"""Ansible module: launch or destroy one web host of a pool through its provider."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pool_instance
+short_description: Launch or destroy one web host (instance) of a hapool pool
+description:
+  - Makes sure one instance of a pool (the web hosts behind a HAProxy backend, like the
+    instances of an AWS Auto Scaling Group) is present or absent, through the pool's provider.
+  - "Providers: V(local) runs each instance as an nginx process on this machine, with its own
+    prefix directory and loopback address or port (no Docker needed); V(docker) runs a
+    container from the pool's image (default the local base image C(hapool/base:bookworm),
+    never pulled) on the C(hapool) network; V(vagrant) runs a Vagrant machine, described in a
+    state file that the repository's C(Vagrantfile) reads (Vagrant's docker provider by
+    default, libvirt or VirtualBox for real VMs)."
+  - O(state=present) without O(name) launches a B(new) instance with a new unique name
+    (C(<pool>-<6 hex digits>), never reused), like C(aws ec2 run-instances); it is not
+    idempotent on purpose (keeping a count of instances is the job of the scaling logic).
+    With O(name), an existing instance of that name is left alone (C(changed=false)); a name
+    that the pool used before and destroyed is refused, since names are never reused.
+  - O(state=absent) destroys the instance O(name) (nginx gets QUIT, a container is stopped,
+    a Vagrant machine is destroyed) and removes its state; nothing happens if it does not exist.
+  - The returned RV(instance) has the address and port HAProxy connects to, and the creation
+    time (for grace periods and termination policies). The web server answers when the
+    module returns.
+  - A failed launch leaves nothing behind (the half-created host is removed). If even that
+    clean-up fails, the module fails with the name of what is left.
+  - "Runs where the provider's engine is, usually the controller (C(delegate_to: localhost) or a
+    C(local) connection), with a Python that has the docker SDK (docker provider) or
+    python-vagrant (vagrant provider); the local provider needs nginx only."
+version_added: "0.1.0"
+author:
+  - hapool contributors
+options:
+  pool:
+    description:
+      - Name of the pool. 1-32 characters, a lowercase letter first, then lowercase letters,
+        digits or C(_) (it names inventory groups, containers and directories).
+    type: str
+    required: true
+  name:
+    description:
+      - Name of the instance. Optional with O(state=present) (a new name is generated),
+        required with O(state=absent).
+      - Lowercase letters, digits, C(-) and C(_), at most 63 characters.
+    type: str
+  state:
+    description: V(present) launches the instance if needed, V(absent) destroys it.
+    type: str
+    choices: [present, absent]
+    default: present
+  provider:
+    description: Which provider manages the pool's instances.
+    type: str
+    choices: [local, docker, vagrant]
+    default: local
+  state_dir:
+    description:
+      - hapool's state directory; each provider keeps its state in C(<state_dir>/<provider>)
+        (local prefixes, name ledgers, the Vagrant machine list).
+      - Default C($HAPOOL_STATE_DIR), else C(.state) in the project directory (C($HAPOOL_PROJECT_DIR),
+        else the directory of C($ANSIBLE_CONFIG), else the nearest directory above the working
+        directory with an C(ansible.cfg)). Playbooks should pass it explicitly, for example
+        C("{{ playbook_dir }}/../.state").
+    type: path
+  image:
+    description:
+      - Image of a V(docker) instance, or of a V(vagrant) machine with the docker backend.
+        Must exist on the engine; it is never pulled.
+      - Default C(hapool/base:bookworm).
+    type: str
+  network:
+    description:
+      - Docker network (a user bridge, created if missing) for V(docker) instances and V(vagrant)
+        machines with the docker backend. Default C(hapool).
+    type: str
+  docker_host:
+    description:
+      - Docker engine URL (C(unix:///var/run/docker.sock), C(tcp://host:2376)) for V(docker), and
+        C(DOCKER_HOST) for V(vagrant)'s docker backend. Default C($DOCKER_HOST) or the local socket.
+    type: str
+  cpus:
+    description:
+      - CPU limit of a V(docker) container (cores, V(0.5)), or number of CPUs of a Vagrant VM.
+        Ignored by V(local).
+    type: float
+  memory:
+    description:
+      - Memory limit of a V(docker) container or Vagrant machine, bytes or with a unit (V(256m),
+        V(1g)). Ignored by V(local).
+    type: str
+  bind_network:
+    description:
+      - V(local) only. IPv4 loopback network the instances' addresses are taken from. With the
+        default C(127.0.0.1/32) all instances share 127.0.0.1 on distinct ports; with
+        C(127.0.1.0/24) each instance gets its own address (Linux routes all of 127.0.0.0/8 to lo).
+    type: str
+  port:
+    description:
+      - V(local) only. Port every instance listens on; V(0) (the default) picks a free port for
+        each one. A fixed port (V(80) with O(bind_network=127.0.1.0/24)) looks like separate
+        machines; ports below 1024 need root.
+    type: int
+  vagrant_dir:
+    description:
+      - V(vagrant) only. Directory of the machine list (C(machines.json)), Vagrant's data
+        (C(.vagrant)) and logs. Default C(<state_dir>/vagrant).
+    type: path
+  vagrantfile:
+    description:
+      - V(vagrant) only. The Vagrantfile that reads the machine list. Default the project's
+        C(Vagrantfile).
+    type: path
+  vagrant_backend:
+    description:
+      - V(vagrant) only. Vagrant provider of new machines. V(docker) (default) needs no
+        hypervisor; V(libvirt) (vagrant-libvirt plugin) and V(virtualbox) make VMs from O(box).
+    type: str
+    choices: [docker, libvirt, virtualbox]
+  box:
+    description:
+      - V(vagrant) with a VM backend only. The Vagrant box of new machines (for example
+        C(debian/bookworm64)).
+    type: str
+  vm_network:
+    description:
+      - V(vagrant) with a VM backend only. Private network the VMs' static addresses are taken
+        from (from .10 up). Default C(192.168.56.0/24).
+    type: str
+  start_timeout:
+    description: Seconds to wait for a launched instance to serve on its port.
+    type: float
+notes:
+  - Supports check mode (nothing is launched or destroyed; a new instance's name is not known
+    yet and returned as null) and diff mode (the instance before and after).
+  - Names are recorded in a per-pool ledger (C(<state_dir>/<provider>/pools/<pool>/names)) before
+    anything is created, so they are never handed out twice, like cloud instance ids.
+seealso:
+  - module: pool_instance_info
+requirements:
+  - nginx (local), the Python docker SDK and a Docker engine (docker), Vagrant and python-vagrant (vagrant).
+"""
+
+EXAMPLES = r"""
+- name: Launch a new web host in pool web (local provider, nginx on this machine)
+  pool_instance:
+    pool: web
+    state_dir: "{{ playbook_dir }}/../.state"
+  register: launched
+
+- name: Show where it answers
+  ansible.builtin.debug:
+    msg: "{{ launched.instance.name }} at {{ launched.instance.address }}:{{ launched.instance.port }}"
+
+- name: Launch a container with limits, on the controller's Docker engine
+  pool_instance:
+    pool: web
+    provider: docker
+    image: hapool/base:bookworm
+    cpus: 0.5
+    memory: 256m
+  delegate_to: localhost
+
+- name: Each local host on its own loopback address, port 80 (root)
+  pool_instance:
+    pool: web
+    bind_network: 127.0.1.0/24
+    port: 80
+
+- name: A Vagrant machine (Vagrant's docker provider, no hypervisor needed)
+  pool_instance:
+    pool: web
+    provider: vagrant
+
+- name: Destroy a host that HAProxy holds DOWN (after draining it)
+  pool_instance:
+    pool: web
+    provider: docker
+    name: web-3f9a2c
+    state: absent
+"""
+
+RETURN = r"""
+instance:
+  description:
+    - The instance after the change (O(state=present)), or the one destroyed (O(state=absent)).
+    - Null when O(state=absent) found nothing, and in check mode the name, address and port of
+      an instance that would be launched are null.
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: Instance name, unique in the pool and never reused.
+      type: str
+      sample: web-3f9a2c
+    pool:
+      description: The pool.
+      type: str
+      sample: web
+    provider:
+      description: The provider.
+      type: str
+      sample: docker
+    address:
+      description: IPv4 address HAProxy connects to (empty when the host is not running).
+      type: str
+      sample: 172.18.0.5
+    port:
+      description: TCP port of the host's web server.
+      type: int
+      sample: 80
+    created:
+      description: Launch time, epoch seconds.
+      type: float
+      sample: 1700000000.25
+    state:
+      description: C(running), C(stopped), C(missing), C(broken) or C(destroyed).
+      type: str
+      sample: running
+    alive:
+      description: Whether the host runs (C(state=running)).
+      type: bool
+      sample: true
+    extra:
+      description:
+        - Provider details. local - C(prefix) (the nginx prefix, for the nginx_web role's
+          C(nginx_web_prefix)), C(pid), C(conf), C(nginx_command). docker - C(container),
+          C(container_id), C(image), C(network), C(status). vagrant - C(machine), C(backend),
+          C(container), C(container_id), C(vagrant_dir), C(ip).
+      type: dict
+      sample: {"container": "hapool-web-web-3f9a2c", "network": "hapool"}
+"""
+
+import traceback
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.hapool.errors import HapoolError
+from ansible.module_utils.hapool.providers import (
+    OrphanError,
+    validate_instance_name,
+    validate_pool,
+)
+
+# The three providers are imported here so that Ansible ships them with the module
+# (get_provider imports the one it needs by name, which Ansible cannot see).
+from ansible.module_utils.hapool.providers import (
+    docker as _docker_provider,  # noqa: F401
+)
+from ansible.module_utils.hapool.providers import (
+    local as _local_provider,  # noqa: F401
+)
+from ansible.module_utils.hapool.providers import (
+    vagrant as _vagrant_provider,  # noqa: F401
+)
+from ansible.module_utils.hapool.providers.options import (
+    LAUNCH_ARGUMENT_SPEC,
+    PROVIDER_ARGUMENT_SPEC,
+    launch_spec,
+    provider_from_params,
+    view,
+)
+
+
+def run(module: AnsibleModule) -> dict[str, Any]:
+    p = module.params
+    pool = validate_pool(p["pool"])
+    name = validate_instance_name(p["name"]) if p["name"] is not None else None
+    result: dict[str, Any] = {"changed": False, "instance": None}
+    with provider_from_params(p) as provider:
+        before = provider.get(pool, name) if name is not None else None
+        before_dict = before.to_dict() if before else None
+
+        if p["state"] == "absent":
+            if before is None:
+                result["diff"] = {"before": {}, "after": {}}
+                return result
+            result.update(changed=True, instance=before_dict, diff={"before": view(before_dict), "after": {}})
+            if not module.check_mode:
+                destroyed = provider.destroy(pool, before)
+                result["instance"] = destroyed.to_dict() if destroyed else before_dict
+            return result
+
+        if before is not None:
+            result.update(
+                instance=before_dict, diff={"before": view(before_dict), "after": view(before_dict)}
+            )
+            if not before.alive:
+                module.warn(
+                    f"instance {name} of pool {pool} exists but is not running (state {before.state}); "
+                    "destroy it (state=absent) and launch a new one to replace it"
+                )
+            return result
+
+        if module.check_mode:
+            planned = {
+                "name": name,
+                "pool": pool,
+                "provider": provider.name,
+                "address": None,
+                "port": None,
+                "created": None,
+                "state": "running",
+                "alive": True,
+                "extra": {},
+            }
+            result.update(changed=True, instance=planned, diff={"before": {}, "after": view(planned)})
+            return result
+
+        launched = provider.launch(pool, launch_spec(p)).to_dict()
+        result.update(changed=True, instance=launched, diff={"before": {}, "after": view(launched)})
+        return result
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "pool": {"type": "str", "required": True},
+            "name": {"type": "str"},
+            "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+            **PROVIDER_ARGUMENT_SPEC,
+            **LAUNCH_ARGUMENT_SPEC,
+        },
+        required_if=[("state", "absent", ("name",))],
+        supports_check_mode=True,
+    )
+    try:
+        module.exit_json(**run(module))
+    except OrphanError as exc:
+        module.fail_json(
+            msg=str(exc), orphan=exc.orphan, error=type(exc).__name__, exception=traceback.format_exc()
+        )
+    except HapoolError as exc:
+        module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
+
+
+if __name__ == "__main__":
+    main()

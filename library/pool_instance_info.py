@@ -1,0 +1,186 @@
+#!/usr/bin/python
+# Copyright: hapool contributors
+# Apache License 2.0 (see pyproject.toml)
+"""Ansible module: list the web hosts of a pool (or of every pool) of a provider."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pool_instance_info
+short_description: List the web hosts (instances) of hapool pools
+description:
+  - Lists the instances of one pool, or of every pool, that a provider manages, oldest first,
+    with their address, port, creation time and whether they run.
+  - Hosts that no longer run (an nginx that died, an exited container, a machine that was
+    never created) are listed too, with RV(instances[].alive=false), so that the healer can
+    replace them; nothing is dropped silently.
+  - Reads the provider's own state (prefix directories, container labels, the Vagrant machine
+    list), so it finds every host again after a controller restart.
+  - Changes nothing; runs in check mode like in normal mode.
+version_added: "0.1.0"
+author:
+  - hapool contributors
+options:
+  pool:
+    description: The pool to list. All pools of the provider when omitted.
+    type: str
+  provider:
+    description: Which provider to ask.
+    type: str
+    choices: [local, docker, vagrant]
+    default: local
+  state_dir:
+    description:
+      - hapool's state directory (see M(pool_instance)); default C($HAPOOL_STATE_DIR) or the
+        project's C(.state).
+    type: path
+  image:
+    description: Ignored (accepted so that one set of pool variables serves both modules).
+    type: str
+  network:
+    description: Docker network whose addresses are reported (docker, vagrant with the docker backend).
+    type: str
+  docker_host:
+    description: Docker engine URL (docker), or C(DOCKER_HOST) for vagrant's docker backend.
+    type: str
+  bind_network:
+    description: Ignored (local).
+    type: str
+  port:
+    description: Ignored (local).
+    type: int
+  vagrant_dir:
+    description: V(vagrant) only. Directory of the machine list; default C(<state_dir>/vagrant).
+    type: path
+  vagrantfile:
+    description: V(vagrant) only. The Vagrantfile; default the project's.
+    type: path
+  vagrant_backend:
+    description: Ignored (each machine records its own backend).
+    type: str
+    choices: [docker, libvirt, virtualbox]
+  box:
+    description: Ignored.
+    type: str
+  vm_network:
+    description: Ignored.
+    type: str
+  start_timeout:
+    description: Ignored.
+    type: float
+notes:
+  - Supports check mode. Has no diff (it changes nothing).
+seealso:
+  - module: pool_instance
+"""
+
+EXAMPLES = r"""
+- name: List the hosts of pool web
+  pool_instance_info:
+    pool: web
+    provider: docker
+  register: web
+
+- name: Hosts to replace (not running)
+  ansible.builtin.debug:
+    msg: "{{ web.instances | rejectattr('alive') | map(attribute='name') | list }}"
+
+- name: The oldest running host (termination policy "oldest instance")
+  ansible.builtin.debug:
+    msg: "{{ (web.instances | selectattr('alive') | first).name }}"
+"""
+
+RETURN = r"""
+instances:
+  description: The instances, oldest first (by pool, then creation time).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Instance name.
+      type: str
+      sample: web-3f9a2c
+    pool:
+      description: The pool.
+      type: str
+    provider:
+      description: The provider.
+      type: str
+    address:
+      description: IPv4 address (empty when not running).
+      type: str
+    port:
+      description: TCP port of the web server.
+      type: int
+    created:
+      description: Launch time, epoch seconds.
+      type: float
+    state:
+      description: C(running), C(stopped), C(missing) (recorded but nothing behind it) or C(broken).
+      type: str
+    alive:
+      description: Whether the host runs.
+      type: bool
+    extra:
+      description: Provider details (see M(pool_instance)).
+      type: dict
+count:
+  description: Number of instances listed.
+  returned: always
+  type: int
+  sample: 3
+alive:
+  description: Number of running instances.
+  returned: always
+  type: int
+  sample: 2
+"""
+
+import traceback
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.hapool.errors import HapoolError
+
+# Shipped with the module; get_provider imports the one it needs by name.
+from ansible.module_utils.hapool.providers import (
+    docker as _docker_provider,  # noqa: F401
+)
+from ansible.module_utils.hapool.providers import (
+    local as _local_provider,  # noqa: F401
+)
+from ansible.module_utils.hapool.providers import (
+    vagrant as _vagrant_provider,  # noqa: F401
+)
+from ansible.module_utils.hapool.providers import validate_pool
+from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
+
+
+def run(module: AnsibleModule) -> dict[str, Any]:
+    p = module.params
+    pool = validate_pool(p["pool"]) if p["pool"] is not None else None
+    with provider_from_params(p) as provider:
+        instances = [i.to_dict() for i in provider.list(pool)]
+    return {
+        "changed": False,
+        "instances": instances,
+        "count": len(instances),
+        "alive": sum(1 for i in instances if i["alive"]),
+    }
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={"pool": {"type": "str"}, **PROVIDER_ARGUMENT_SPEC},
+        supports_check_mode=True,
+    )
+    try:
+        module.exit_json(**run(module))
+    except HapoolError as exc:
+        module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
+
+
+if __name__ == "__main__":
+    main()
