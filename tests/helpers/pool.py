@@ -58,6 +58,15 @@ class Pool:
 
         wait_until(reached, timeout, f"{backend}/{server} to be {status} (now {self.statuses(backend)})")
 
+    def wait_until_sessions(
+        self, server: str, count: int, timeout: float = 5.0, backend: str = "app"
+    ) -> None:
+        def reached() -> bool:
+            row = self.row(server, backend)
+            return row is not None and row.scur >= count
+
+        wait_until(reached, timeout, f"{count} session(s) on {backend}/{server}")
+
     def get(self, path: str = "/", timeout: float = 10.0) -> tuple[int, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.lb.frontend_port, timeout=timeout)
         try:
