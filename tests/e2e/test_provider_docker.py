@@ -1,0 +1,189 @@
+"""The docker provider against the real Docker engine and the local base image.
+
+Each test uses a unique pool name and the module uses a unique network, so parallel suites do
+not collide; teardown removes every container carrying the test pools' labels and the network
+(through the SDK directly, not through the provider under test).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+from ansible.module_utils.hapool.providers import (
+    DESTROYED,
+    STOPPED,
+    ImageNotFoundError,
+    LaunchSpec,
+    ProviderError,
+    ProviderUnavailableError,
+    get_provider,
+)
+from ansible.module_utils.hapool.providers.docker import DockerProvider
+
+pytestmark = pytest.mark.docker
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = os.environ.get("HAPOOL_BASE_IMAGE", "hapool/base:bookworm")
+
+
+def get(url: str, timeout: float = 5) -> str:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                return resp.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[docker.DockerClient]:
+    c = docker.from_env()
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def network(client: docker.DockerClient) -> Iterator[str]:
+    name = f"hapool-test-{uuid.uuid4().hex[:8]}"
+    yield name
+    for net in client.networks.list(names=[name]):
+        if net.name == name:
+            net.remove()
+
+
+@pytest.fixture
+def pool(client: docker.DockerClient) -> Iterator[str]:
+    name = f"t{uuid.uuid4().hex[:8]}"
+    yield name
+    leftovers = client.containers.list(all=True, filters={"label": f"io.hapool.pool={name}"})
+    for c in leftovers:
+        c.remove(force=True)
+
+
+@pytest.fixture
+def provider(tmp_path: Path, network: str) -> Iterator[DockerProvider]:
+    p = get_provider("docker", state_root=tmp_path, network=network)
+    assert isinstance(p, DockerProvider)
+    yield p
+    p.close()
+
+
+def containers_of(client: docker.DockerClient, pool: str) -> list[object]:
+    return client.containers.list(all=True, filters={"label": f"io.hapool.pool={pool}"})
+
+
+def test_launch_serves_the_base_image_page_then_destroy_removes_it(provider, pool, client, network):
+    inst = provider.launch(pool)
+    assert inst.alive and inst.provider == "docker" and inst.pool == pool and inst.port == 80
+    assert inst.name.startswith(f"{pool}-")
+    assert abs(inst.created - time.time()) < 60
+    assert "nginx" in get(f"http://{inst.endpoint}/").lower()
+
+    container = client.containers.get(f"hapool-{pool}-{inst.name}")
+    assert container.labels["io.hapool.managed"] == "true"
+    assert container.labels["io.hapool.pool"] == pool
+    assert container.labels["io.hapool.instance"] == inst.name
+    assert float(container.labels["io.hapool.created"]) == inst.created
+    assert container.attrs["Config"]["Hostname"] == inst.name
+    assert container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"] == inst.address
+    assert client.networks.get(network).attrs["Labels"]["io.hapool.managed"] == "true"  # created by launch
+
+    gone = provider.destroy(pool, inst.name)
+    assert gone is not None and gone.state == DESTROYED
+    assert containers_of(client, pool) == []
+    assert provider.list(pool) == [] and provider.get(pool, inst.name) is None
+    assert provider.destroy(pool, inst.name) is None
+
+
+def test_new_provider_object_and_new_process_find_the_containers(provider, pool, tmp_path, network):
+    launched = {provider.launch(pool).name: None for _ in range(2)}
+    again = get_provider("docker", state_root=tmp_path, network=network)
+    assert [i.name for i in again.list(pool)] == sorted(launched, key=lambda n: again.get(pool, n).created)
+    code = (
+        "import json, ansible.module_utils\n"
+        f"ansible.module_utils.__path__.append({str(ROOT / 'plugins' / 'module_utils')!r})\n"
+        "from ansible.module_utils.hapool.providers import get_provider\n"
+        f"p = get_provider('docker', state_root={str(tmp_path)!r}, network={network!r})\n"
+        f"print(json.dumps([i.to_dict() for i in p.list({pool!r})]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    listed = json.loads(out)
+    assert {i["name"] for i in listed} == set(launched)
+    assert all(i["alive"] and i["address"] for i in listed)
+
+
+def test_cpu_and_memory_limits(provider, pool, client):
+    inst = provider.launch(pool, LaunchSpec(cpus=0.5, memory="64m"))
+    host_config = client.containers.get(inst.extra["container_id"]).attrs["HostConfig"]
+    assert host_config["NanoCpus"] == 500_000_000
+    assert host_config["Memory"] == 64 * 1024 * 1024
+
+
+def test_a_stopped_container_is_listed_dead_not_dropped(provider, pool, client):
+    inst = provider.launch(pool)
+    client.containers.get(inst.extra["container_id"]).kill()
+    (listed,) = provider.list(pool)
+    assert listed.name == inst.name and listed.state == STOPPED and not listed.alive
+    assert provider.destroy(pool, listed) is not None
+    assert containers_of(client, pool) == []
+
+
+def test_missing_image_is_a_clear_error_and_nothing_is_created(provider, pool, client):
+    with pytest.raises(ImageNotFoundError, match="never pulls"):
+        provider.launch(pool, LaunchSpec(image=f"hapool/no-such-image:{uuid.uuid4().hex[:6]}"))
+    assert containers_of(client, pool) == []
+    assert provider.list(pool) == []
+
+
+@pytest.mark.parametrize("kind", ["base_url", "DOCKER_HOST"])
+def test_unreachable_engine_is_a_clear_error(tmp_path, pool, kind, monkeypatch, client):
+    bogus = f"tcp://127.0.0.1:{free_port()}"
+    if kind == "DOCKER_HOST":
+        monkeypatch.setenv("DOCKER_HOST", bogus)
+        p = get_provider("docker", state_root=tmp_path)
+    else:
+        p = get_provider("docker", state_root=tmp_path, base_url=bogus)
+    t0 = time.monotonic()
+    with pytest.raises(ProviderUnavailableError, match=f"Docker engine at {bogus} does not answer"):
+        p.launch(pool)
+    assert time.monotonic() - t0 < 10
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    assert containers_of(client, pool) == []
+
+
+def test_refused_limits_are_a_clear_error_and_leave_nothing(provider, pool, client):
+    with pytest.raises(ProviderError, match=r"Docker engine refused to create container .*CPU"):
+        provider.launch(pool, LaunchSpec(cpus=512))
+    assert containers_of(client, pool) == []
+
+
+def test_a_failure_after_create_removes_the_container(provider, pool, client, monkeypatch):
+    """The engine fails between create and start: the created container must not be orphaned."""
+
+    def refuse(self, **kwargs):
+        raise docker.errors.APIError("simulated start failure")
+
+    monkeypatch.setattr(docker.models.containers.Container, "start", refuse)
+    with pytest.raises(ProviderError, match="simulated start failure"):
+        provider.launch(pool)
+    assert containers_of(client, pool) == []
