@@ -69,6 +69,7 @@ def unix_cli(path: str | os.PathLike[str], line: str, timeout: float = 5.0) -> s
         sock.settimeout(timeout)
         sock.connect(os.fspath(path))
         sock.sendall(line.encode() + b"\n")
+        sock.shutdown(socket.SHUT_WR)  # the master CLI answers and closes only after this
         chunks = []
         while data := sock.recv(65536):
             chunks.append(data)
@@ -226,17 +227,20 @@ class HAProxy:
         return unix_cli(self.master_socket, line)
 
     def worker_pids(self) -> list[int]:
-        """PIDs of the current workers (``show proc`` on the master CLI)."""
-        pids = []
-        section = ""
-        for line in self.master("show proc").splitlines():
-            if line.startswith("#"):
-                section = line
-                continue
-            parts = line.split()
-            if parts and parts[0].isdigit() and "worker" in parts[1:2] and section.startswith("#<PID>"):
-                pids.append(int(parts[0]))
-        return pids
+        """PIDs of the current workers (``show proc`` on the master CLI); retried while the
+        master re-executes itself during a reload."""
+        text = ""
+
+        def answered() -> bool:
+            nonlocal text
+            try:
+                text = self.master("show proc")
+            except OSError:
+                return False
+            return "master" in text
+
+        wait_until(answered, 10, "the master CLI")
+        return [int(p[0]) for p in (line.split() for line in text.splitlines()) if p[1:2] == ["worker"]]
 
     def write_config(self, backends: Mapping[str, Sequence[str]] | None = None) -> None:
         if backends is not None:
@@ -266,7 +270,7 @@ class HAProxy:
             try:
                 current = set(self.worker_pids())
                 return bool(current - before) and "admin" in self.cli("show cli level")
-            except OSError:
+            except (OSError, TimeoutError):
                 return False
 
         wait_until(new_worker_ready, timeout, "the new haproxy worker after reload", interval=0.1)
@@ -353,7 +357,11 @@ def start_haproxy(
         if proc.poll() is not None:
             return True
         try:
-            return "admin" in lb.cli("show cli level") and port_open(LOOPBACK, lb.frontend_port)
+            return (
+                "admin" in lb.cli("show cli level")
+                and port_open(LOOPBACK, lb.frontend_port)
+                and "worker" in lb.master("show proc")
+            )
         except OSError:
             return False
 

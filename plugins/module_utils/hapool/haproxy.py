@@ -562,6 +562,9 @@ class RuntimeClient:
         size = 0
         try:
             sock.sendall(payload)
+            # Like socat: no more input. The stats socket closes after its answer anyway; the
+            # master CLI (``-S``) waits for this before it closes.
+            sock.shutdown(socket.SHUT_WR)
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
