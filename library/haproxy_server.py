@@ -547,10 +547,13 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         if state == "absent" and before is not None:
             # maint (unless already), wait for the sessions to end, del server (retried while
             # HAProxy still reports connections), all within drain_timeout.
+            if before.admin != "maint":
+                client.set_server_state(backend, name, "maint")
+                done.append(plan.lines[0])
             result["waited"] = round(
                 client.remove_server(backend, name, p["drain_timeout"], interval=p["poll_interval"]), 3
             )
-            done.extend(plan.lines)
+            done.append(plan.lines[-1])
         for step in plan.steps if state != "absent" else []:
             client.execute(*step)
             done.append("; ".join(c.text for c in step))

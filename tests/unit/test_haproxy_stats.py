@@ -303,7 +303,7 @@ def test_servers_state_mutated_fixture(data):
         parse_servers_state(text)
 
 
-@fuzz
+@settings(max_examples=100, deadline=None)
 @given(
     st.lists(
         st.tuples(

@@ -208,12 +208,13 @@ def check_command_line(line: str) -> str:
 class Command:
     """A runtime command line made of validated parts. Build it with the ``cmd_*`` functions.
 
-    ``expect`` describes a successful answer: ``"empty"`` (nothing but whitespace), a prefix
-    the answer must start with, or ``None`` for read commands whose output is parsed.
+    ``expect`` describes a successful answer: ``"empty"`` (nothing but whitespace), the
+    prefixes one of which the answer must start with, or ``None`` for read commands whose
+    output is parsed.
     """
 
     text: str
-    expect: str | None = "empty"
+    expect: str | tuple[str, ...] | None = "empty"
 
     def __post_init__(self) -> None:
         check_command_line(self.text)
@@ -226,7 +227,8 @@ class Command:
             return True
         if self.expect == "empty":
             return response.strip() == ""
-        return response.lstrip().startswith(self.expect)
+        prefixes = (self.expect,) if isinstance(self.expect, str) else self.expect
+        return response.lstrip().startswith(prefixes)
 
 
 def _target(backend: str, server: str) -> str:
@@ -363,8 +365,8 @@ def cmd_set_addr(backend: str, server: str, address: str, port: int | None = Non
     line = f"set server {_target(backend, server)} addr {validate_address(address, allow_hostname=False)}"
     if port is not None:
         line += f" port {validate_port(port)}"
-    # Answers "IP changed from ..." or "no need to change the addr ...".
-    return Command(line, expect=None)
+    # "IP changed from '..' to '..'[, port changed ...]" or "no need to change the addr, ...".
+    return Command(line, expect=("IP changed", "no need to change"))
 
 
 def cmd_shutdown_sessions(backend: str, server: str) -> Command:
@@ -706,11 +708,7 @@ class RuntimeClient:
         self.execute(cmd_set_weight(backend, server, weight))
 
     def set_addr(self, backend: str, server: str, address: str, port: int | None = None) -> str:
-        command = cmd_set_addr(backend, server, address, port)
-        response = self.execute(command)
-        if "changed" not in response and "no need to change" not in response:
-            raise CommandError(command.text, response)
-        return response.strip()
+        return self.execute(cmd_set_addr(backend, server, address, port)).strip()
 
     def shutdown_sessions(self, backend: str, server: str) -> None:
         self.execute(cmd_shutdown_sessions(backend, server))
