@@ -242,7 +242,9 @@ commands:
     - enable health app/web4
     - set server app/web4 state ready; set server app/web4 health down
 server:
-  description: The server after the run (predicted in check mode); null when it is absent.
+  description:
+    - The server after the run; null when it is absent.
+    - In check mode a prediction in which only state, weight, address and port are updated.
   returned: always
   type: dict
   contains:
