@@ -89,16 +89,19 @@ options:
 """
 
 EXAMPLES = r"""
+---
 # inventories/pools.hapool.yml — every pool of the local and docker providers
 plugin: hapool
 providers: [local, docker]
 
+---
 # vagrant machines in a test directory, one group per pool prefixed with pool_
 plugin: hapool
 providers: [vagrant]
 vagrant_dir: /tmp/hapool-test/vagrant
 pool_group_prefix: pool_
 
+---
 # only pool web; a group per state, a variable for HAProxy's server line
 plugin: hapool
 providers: [docker]
