@@ -261,3 +261,24 @@ def test_socket_permission_denied_for_another_user(nginx_factory, haproxy_factor
         assert lb.proc.poll() is None
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_remove_server_closes_idle_connections(pool: Pool) -> None:
+    """A request that ends while its server is already in MAINT leaves an idle server
+    connection, and HAProxy 2.6 refuses ``del server`` until it is purged (pool-purge-delay,
+    several seconds); remove_server makes HAProxy close it and deletes at once."""
+    client = pool.client
+    client.set_server_state("app", "web2", "maint")
+    results: list[tuple[int, int]] = []
+    thread = slow_request(pool, results)
+    assert busy_server(pool) == "web1"
+    client.set_server_state("app", "web1", "maint")
+    thread.join(10)
+    assert results == [(200, 64 * 1024)]
+    with pytest.raises(CommandError, match="still has connections"):
+        client.del_server("app", "web1")
+    assert pool.row("web1").columns["idle_conn_cur"] == "1"
+    started = time.monotonic()
+    client.remove_server("app", "web1", timeout=10, interval=0.05)
+    assert time.monotonic() - started < 1.5
+    assert client.get_server("app", "web1") is None

@@ -752,8 +752,14 @@ class RuntimeClient:
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
     ) -> float:
-        """MAINT, wait until no session is left, ``del server`` (retried while HAProxy still
-        reports connections, until ``timeout``). Returns the seconds it took."""
+        """MAINT, wait until no session is left, ``del server``. Returns the seconds it took.
+
+        HAProxy 2.6 also refuses ``del server`` while the server has idle (reusable) server-side
+        connections, which it purges only slowly (``pool-purge-delay``); a server entering
+        MAINT closes them, so when only idle connections are left the server re-enters MAINT
+        (``state drain; state maint`` on one line) and the deletion is retried, until
+        ``timeout``.
+        """
         start = clock()
         info = self.server_state(backend, server)
         if info.admin != "maint":
@@ -766,6 +772,15 @@ class RuntimeClient:
             except CommandError as exc:
                 if "still has connections" not in exc.response or clock() - start >= timeout:
                     raise
+            scur, qcur = self.sessions(backend, server)
+            if scur == 0 and qcur == 0:
+                self.execute(
+                    cmd_set_server_state(backend, server, "drain"),
+                    cmd_set_server_state(backend, server, "maint"),
+                )
+                with contextlib.suppress(CommandError):
+                    self.del_server(backend, server)
+                    return clock() - start
             sleep(interval)
 
     def dump_servers_state(self, path: str) -> str:
