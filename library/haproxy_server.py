@@ -61,6 +61,8 @@ options:
         and V(maint) set the administrative state; V(absent) removes the server.
       - V(drain) keeps existing sessions (and persistent clients) but sends no new session.
         V(maint) sends no new session at all; existing sessions go on until they end.
+      - V(absent) also closes the server's idle (reusable) connections, which HAProxy 2.6
+        would keep for seconds and which make it refuse C(del server).
     type: str
     choices: [present, ready, drain, maint, absent]
     default: present
