@@ -122,6 +122,7 @@ import ansible.module_utils
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
 from ansible.template import trust_as_template
+from ansible.utils.vars import combine_vars
 
 # Controller-side plugins cannot import from the `module_utils` path of ansible.cfg (only
 # modules get it, through AnsiballZ). Extend `ansible.module_utils` with this repository's
@@ -255,6 +256,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         for key, value in variables.items():
             self.inventory.set_variable(host, key, value)
         strict = self.get_option("strict")
-        self._set_composite_vars(self.get_option("compose"), variables, host, strict=strict)
-        self._add_host_to_composed_groups(self.get_option("groups"), variables, host, strict=strict)
-        self._add_host_to_keyed_groups(self.get_option("keyed_groups"), variables, host, strict=strict)
+        # inventory_hostname, group_names and the variables just set, for compose / groups / keyed_groups
+        hostvars = combine_vars(self.inventory.get_host(host).get_vars(), variables)
+        self._set_composite_vars(self.get_option("compose"), hostvars, host, strict=strict)
+        self._add_host_to_composed_groups(self.get_option("groups"), hostvars, host, strict=strict)
+        self._add_host_to_keyed_groups(self.get_option("keyed_groups"), hostvars, host, strict=strict)

@@ -174,12 +174,19 @@ def test_dead_hosts_are_left_out_unless_asked_for(local, tmp_path):
             include_stopped=True,
             pool_group_prefix="pool_",
             keyed_groups=[{"key": "hapool_state", "prefix": "state"}],
+            groups={"dead": "not hapool_alive"},
+            compose={
+                "server_line": "'server ' ~ inventory_hostname ~ ' ' ~ hapool_address ~ ':' ~ hapool_port"
+            },
+            strict=True,
         )
     )
     assert hosts_of(data, "pool_web") == {alive.name, dead.name}
     assert hosts_of(data, "hapool_stopped") == {dead.name}
     assert hosts_of(data, "state_stopped") == {dead.name}
+    assert hosts_of(data, "dead") == {dead.name}
     assert data["_meta"]["hostvars"][dead.name]["hapool_alive"] is False
+    assert data["_meta"]["hostvars"][alive.name]["server_line"] == f"server {alive.name} {alive.endpoint}"
 
 
 def test_only_hapool_config_files_are_claimed(tmp_path):
