@@ -46,7 +46,10 @@ def test_base_image_serves_a_page_from_its_nginx(container):
 
 
 def test_base_image_has_what_roles_and_modules_need(container):
-    rc, out = container.exec_run(["sh", "-c", "python3 --version && python3 -c 'import apt' && nginx -v 2>&1"])
-    assert rc == 0, out.decode()
-    assert "Python 3.11" in out.decode()
-    assert "nginx version" in out.decode()
+    script = "python3 --version && python3 -c 'import apt' && nginx -v 2>&1 && haproxy -v"
+    rc, out = container.exec_run(["sh", "-c", script])
+    text = out.decode()
+    assert rc == 0, text
+    assert "Python 3.11" in text
+    assert "nginx version" in text
+    assert "HAProxy version 2.6" in text
