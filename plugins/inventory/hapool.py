@@ -17,7 +17,11 @@ description:
   - "Host variables: C(hapool_pool), C(hapool_instance), C(hapool_provider), C(hapool_address),
     C(hapool_port), C(hapool_created), C(hapool_state), C(hapool_alive), and the connection.
     V(local): C(ansible_connection=local), C(ansible_python_interpreter={{ ansible_playbook_python }})
-    and C(nginx_web_prefix) (the instance's nginx prefix, for the nginx_web role). V(docker):
+    and the nginx_web role's paths pinned to the instance's nginx - C(nginx_web_prefix),
+    C(nginx_web_conf_file) (C(<prefix>/conf/nginx.conf)), C(nginx_web_pid_file)
+    (C(<prefix>/logs/nginx.pid)), C(nginx_web_root), C(nginx_web_log_dir), C(nginx_web_temp_dir),
+    C(nginx_web_listen_address) and C(nginx_web_port) (the address and port HAProxy knows), and
+    C(nginx_web_user) (the worker user the provider chose). V(docker):
     C(ansible_connection=community.docker.docker) and C(ansible_host=<container name>)
     (C(ansible_docker_host) when O(docker_host) is set). V(vagrant) with the docker backend: the
     same docker connection to the container Vagrant made; with a VM backend: SSH to the VM's
@@ -151,10 +155,24 @@ def connection_vars(instance: Instance, docker_host: str | None = None) -> dict[
     """How Ansible reaches ``instance`` (host variables), by provider and backend."""
     extra = dict(instance.extra)
     if instance.provider == "local":
+        prefix = pathlib.Path(str(extra.get("prefix", "")))
         return {
             "ansible_connection": "local",
             "ansible_python_interpreter": trust_as_template("{{ ansible_playbook_python }}"),
-            "nginx_web_prefix": extra.get("prefix"),
+            # The nginx_web role's paths, pinned to how the provider started this nginx: the
+            # master re-reads the -c file it was started with on reload, the provider reads
+            # the pid file to tell whether the host is alive, and HAProxy knows address:port.
+            "nginx_web_prefix": str(prefix),
+            "nginx_web_conf_file": str(prefix / "conf" / "nginx.conf"),
+            "nginx_web_pid_file": str(prefix / "logs" / "nginx.pid"),
+            "nginx_web_root": str(prefix / "html"),
+            "nginx_web_log_dir": str(prefix / "logs"),
+            "nginx_web_temp_dir": str(prefix / "tmp"),
+            "nginx_web_listen_address": instance.address,
+            "nginx_web_port": instance.port,
+            # workers keep the user the provider chose (root under a root controller: nginx's
+            # default "nobody" cannot read a prefix below a private directory)
+            "nginx_web_user": str(extra.get("user") or ""),
         }
     container = extra.get("container")
     if instance.provider == "docker" or (instance.provider == "vagrant" and extra.get("backend") == "docker"):

@@ -134,7 +134,12 @@ def test_local_hosts_groups_vars_and_a_play_through_the_local_connection(local, 
     )
     assert hv["ansible_connection"] == "local"
     assert hv["ansible_python_interpreter"] == "{{ ansible_playbook_python }}"
-    assert hv["nginx_web_prefix"] == web[0].extra["prefix"]
+    prefix = web[0].extra["prefix"]
+    assert hv["nginx_web_prefix"] == prefix
+    assert hv["nginx_web_conf_file"] == f"{prefix}/conf/nginx.conf" == web[0].extra["conf"]
+    assert hv["nginx_web_pid_file"] == f"{prefix}/logs/nginx.pid" == web[0].extra["pid_file"]
+    assert (hv["nginx_web_listen_address"], hv["nginx_web_port"]) == (web[0].address, web[0].port)
+    assert hv["nginx_web_user"] == ("root" if os.geteuid() == 0 else "")
 
     # What the nginx_web role will do: write into the prefix and reload that nginx.
     playbook(
@@ -211,6 +216,38 @@ def docker_pool(tmp_path: Path) -> Iterator[tuple[Any, str, str]]:
         if net.name == network:
             net.remove()
     client.close()
+
+
+def test_the_nginx_web_role_applies_to_a_local_provider_host(local, tmp_path):
+    """The contract between the provider and the nginx_web role, with the local inventory's
+    group_vars loaded too (the plugin's host variables must win): the role re-configures the
+    running nginx in place (no second nginx), the provider still sees it alive, and it serves
+    the role's pages on the address and port HAProxy knows."""
+    inst = local.launch("web")
+    config = write_config(tmp_path / "pools.hapool.yml", state_dir=str(tmp_path / "state"))
+    play = tmp_path / "role.yml"
+    play.write_text("- hosts: provider_local\n  gather_facts: false\n  roles: [nginx_web]\n")
+    proc = subprocess.run(
+        [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            str(ROOT / "inventories" / "local"),
+            "-i",
+            str(config),
+            str(play),
+        ],
+        cwd=ROOT,
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    (after,) = local.list("web")
+    assert after.alive and after.extra["pid"] == inst.extra["pid"]  # reloaded, not replaced
+    assert get(f"http://{inst.endpoint}/").strip() == f"Hello {inst.name}!"
+    assert get(f"http://{inst.endpoint}/health").strip() == "OK"
 
 
 @pytest.mark.docker

@@ -187,6 +187,13 @@ def test_hostvars_local(inventory_plugin):
     assert hv["ansible_connection"] == "local"
     assert hv["ansible_python_interpreter"] == "{{ ansible_playbook_python }}"
     assert hv["nginx_web_prefix"] == "/s/web-1"
+    assert hv["nginx_web_conf_file"] == "/s/web-1/conf/nginx.conf"
+    assert hv["nginx_web_pid_file"] == "/s/web-1/logs/nginx.pid"
+    assert (hv["nginx_web_listen_address"], hv["nginx_web_port"], hv["nginx_web_user"]) == (
+        "127.0.0.1",
+        8081,
+        "",
+    )
     assert (hv["hapool_address"], hv["hapool_port"], hv["hapool_created"]) == ("127.0.0.1", 8081, 3.0)
 
 

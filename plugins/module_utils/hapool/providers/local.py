@@ -356,6 +356,8 @@ class LocalProvider(Provider):
                 "prefix": str(prefix),
                 "pid": pid if alive else None,
                 "conf": str(prefix / "conf" / "nginx.conf"),
+                "pid_file": str(prefix / "logs" / "nginx.pid"),
+                "user": str(meta.get("user") or ""),
                 "nginx_command": self.nginx_command(prefix),
             },
         )
@@ -434,6 +436,7 @@ class LocalProvider(Provider):
             "port": port,
             "created": created,
             "prefix": str(prefix),
+            "user": self.user or "",
         }
         write_json_atomic(prefix / "instance.json", meta)
         (prefix / "conf" / "nginx.conf").write_text(
