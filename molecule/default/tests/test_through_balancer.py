@@ -53,7 +53,7 @@ def client(host):
     host.check_output(f"echo {script} | base64 -d > /tmp/hapool-client.py")
 
 
-def requests(host, n=1, pool=None, port=8080, paths=None, source=None) -> list[tuple[str, str]]:
+def requests(host, *, n=1, pool=None, port=8080, paths=None, source=None) -> list[tuple[str, str]]:
     """Make n requests through the balancer; return (path, host that answered) pairs."""
     args: dict[str, object] = {"n": n, "port": port}
     if pool:
@@ -83,7 +83,11 @@ def stat_rows(host) -> list[dict[str, str]]:
 def wait_until_up(host, backend: str, servers: int, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rows = [r for r in stat_rows(host) if r["pxname"] == backend and r["svname"] not in ("FRONTEND", "BACKEND")]
+        rows = [
+            r
+            for r in stat_rows(host)
+            if r["pxname"] == backend and r["svname"] not in ("FRONTEND", "BACKEND")
+        ]
         if sum(r["status"].startswith("UP") for r in rows) == servers:
             return
         time.sleep(0.5)
@@ -114,7 +118,14 @@ def test_pools_are_registered_from_the_inventory(host):
     assert "server hapool-mol-web1 " in weighted and " weight 3" in weighted
     assert "server hapool-mol-web2 " in weighted and " weight 1" in weighted
     assert "hapool-mol-web3" not in weighted
-    for backend, servers in (("rr", 3), ("sticky", 3), ("weighted", 2), ("lc", 3), ("urlhash", 3), ("rand", 3)):
+    for backend, servers in (
+        ("rr", 3),
+        ("sticky", 3),
+        ("weighted", 2),
+        ("lc", 3),
+        ("urlhash", 3),
+        ("rand", 3),
+    ):
         wait_until_up(host, backend, servers)
 
 
@@ -164,7 +175,11 @@ def test_leastconn_prefers_the_idle_host(host):
         # wait for the slow request to be in flight before sending the next one
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            busy = [r["svname"] for r in stat_rows(host) if r["pxname"] == "lc" and r["svname"] in WEB and int(r["scur"] or 0) > 0]
+            busy = [
+                r["svname"]
+                for r in stat_rows(host)
+                if r["pxname"] == "lc" and r["svname"] in WEB and int(r["scur"] or 0) > 0
+            ]
             if len(busy) == n:
                 break
             time.sleep(0.1)
@@ -179,13 +194,27 @@ def test_stats_socket_answers_show_stat(host):
     out = cli(host, "show stat")
     assert out.startswith("# pxname,svname,qcur,qmax,scur,")
     rows = stat_rows(host)
-    assert {r["pxname"] for r in rows} >= {"main", "weighted", "stats", "rr", "sticky", "lc", "urlhash", "rand"}
-    assert any(r["pxname"] == "rr" and r["svname"] == "hapool-mol-web2" and r["status"].startswith("UP") for r in rows)
+    assert {r["pxname"] for r in rows} >= {
+        "main",
+        "weighted",
+        "stats",
+        "rr",
+        "sticky",
+        "lc",
+        "urlhash",
+        "rand",
+    }
+    assert any(
+        r["pxname"] == "rr" and r["svname"] == "hapool-mol-web2" and r["status"].startswith("UP")
+        for r in rows
+    )
 
 
 def test_stats_page_refuses_requests_without_credentials(host):
     def code(args: str) -> str:
-        return host.check_output(f"curl -s -o /dev/null -w '%{{http_code}}' {args} http://127.0.0.1:8404/stats")
+        return host.check_output(
+            f"curl -s -o /dev/null -w '%{{http_code}}' {args} http://127.0.0.1:8404/stats"
+        )
 
     assert code("") == "401"
     assert code("-u admin:not-the-password") == "401"
@@ -204,7 +233,10 @@ def test_socket_permissions(host):
     run = host.file("/run/haproxy")
     assert run.mode == 0o750 and run.group == "haproxy"
     assert host.file("/etc/haproxy/hapool-stats-users.cfg").mode == 0o600
-    assert f"stats socket {ADMIN} mode 660 level admin group haproxy expose-fd listeners" in host.file(CONFIG).content_string
+    assert (
+        f"stats socket {ADMIN} mode 660 level admin group haproxy expose-fd listeners"
+        in host.file(CONFIG).content_string
+    )
 
 
 def test_rejected_template_leaves_the_running_balancer_serving(host):

@@ -15,6 +15,7 @@ MASTER = f"{RUN}/master.sock"
 EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 SCENARIO = pathlib.Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
 INVENTORY = pathlib.Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+LOAD_OUT = "/tmp/load.out"  # noqa: S108 - a path inside the container
 
 # A keep-alive client that runs in the container during a reload and counts failed requests.
 LOAD_SCRIPT = r"""
@@ -175,7 +176,7 @@ def test_reload_keeps_runtime_state_and_loses_no_request(host):
     assert web2[6] == "1", state  # srv_admin_state: forced maintenance survived the reload
     assert web1[7] == "50", state  # srv_uweight: the runtime weight survived the reload
     for _ in range(50):
-        if host.file("/tmp/load.out").exists:
+        if host.file(LOAD_OUT).exists:
             break
         time.sleep(0.2)
     ok, errors = (int(n) for n in host.check_output("cat /tmp/load.out").split())

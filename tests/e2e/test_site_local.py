@@ -1,0 +1,175 @@
+"""playbooks/site.yml and playbooks/teardown.yml against the local inventory.
+
+Two local nginx web hosts are declared in a temporary inventory next to inventories/local;
+everything the playbooks write goes to a temporary state directory and every port is a free
+one (extra vars), so this runs next to `make demo` and other tests. Requests through the
+balancer must reach both web hosts; a second run must change nothing; teardown must stop
+exactly the processes site.yml started.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pid_alive(pid_file: Path) -> bool:
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ValueError, IndexError):
+        return False
+    return state != "Z"
+
+
+class Site:
+    def __init__(self, tmp_path: Path) -> None:
+        self.state = tmp_path / "state"
+        self.frontend = free_port()
+        self.stats = free_port()
+        self.webs = {"web1": free_port(), "web2": free_port()}
+        self.inventory = tmp_path / "webs.yml"
+        self.inventory.write_text(
+            json.dumps(
+                {
+                    "all": {
+                        "children": {
+                            "web": {
+                                "hosts": {
+                                    name: {"hapool_address": "127.0.0.1", "hapool_port": port}
+                                    for name, port in self.webs.items()
+                                }
+                            }
+                        }
+                    }
+                }
+            )
+        )
+        self.extra_vars = json.dumps(
+            {
+                "hapool_state_dir": str(self.state),
+                "hapool_frontend_port": self.frontend,
+                "hapool_stats_port": self.stats,
+            }
+        )
+
+    @property
+    def pid_files(self) -> list[Path]:
+        return [self.state / "haproxy" / "run" / "haproxy.pid"] + [
+            self.state / "web" / name / "run" / "nginx.pid" for name in self.webs
+        ]
+
+    def play(self, playbook: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                str(BIN / "ansible-playbook"),
+                "-i",
+                str(ROOT / "inventories" / "local"),
+                "-i",
+                str(self.inventory),
+                str(ROOT / "playbooks" / playbook),
+                "-e",
+                self.extra_vars,
+            ],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+                "ANSIBLE_NOCOLOR": "1",
+                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            },
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    def get(self, port: int, path: str = "/", auth: tuple[str, str] | None = None) -> tuple[int, str]:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+        if auth:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode(errors="replace")
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    site = Site(tmp_path)
+    yield site
+    # teardown.yml is under test too; whatever it left running is stopped here.
+    site.play("teardown.yml")
+    for pid_file in site.pid_files:
+        if pid_alive(pid_file):
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    result = {}
+    for host, counters in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output, re.MULTILINE):
+        result[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counters)}
+    return result
+
+
+def test_site_registers_local_web_hosts_and_teardown_stops_them(site: Site) -> None:
+    first = site.play("site.yml")
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+
+    answers = [site.get(site.frontend) for _ in range(6)]
+    assert sorted({body.strip() for _, body in answers}) == ["Hello web1!", "Hello web2!"], answers
+
+    status, body = site.get(site.frontend, "/hello.json")
+    assert status == 200
+    assert json.loads(body)["address"] == "127.0.0.1"
+
+    password = (site.state / "secrets" / "haproxy-stats-password").read_text().strip()
+    assert (site.state / "secrets" / "haproxy-stats-password").stat().st_mode & 0o777 == 0o600
+    assert site.get(site.stats, "/stats")[0] == 401
+    assert site.get(site.stats, "/stats", ("admin", password))[0] == 200
+
+    admin = site.state / "haproxy" / "run" / "admin.sock"
+    assert admin.stat().st_mode & 0o777 == 0o660
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(admin))
+        sock.sendall(b"show stat\n")
+        stat = b""
+        while chunk := sock.recv(65536):
+            stat += chunk
+    assert b"web,web1," in stat and b"web,web2," in stat
+
+    second = site.play("site.yml")
+    assert second.returncode == 0, second.stdout[-4000:]
+    counters = recap(second.stdout)
+    assert set(counters) == {"localhost", "web1", "web2"}
+    assert all(c["changed"] == 0 for c in counters.values()), counters
+
+    assert all(pid_alive(p) for p in site.pid_files)
+    down = site.play("teardown.yml")
+    assert down.returncode == 0, down.stdout[-4000:]
+    assert not any(pid_alive(p) for p in site.pid_files)
