@@ -68,8 +68,12 @@ class Site:
                 }
             )
         )
+        self.state_root = tmp_path / "root"
         self.extra_vars = json.dumps(
             {
+                # A static pool: only the hosts of this inventory, no provider launches any.
+                "hapool_pools": [{"name": "web", "balance": "roundrobin", "port": 18081,
+                                  "check": {"path": "/health", "inter": "1s", "rise": 1, "fall": 2}}],
                 "hapool_state_dir": str(self.state),
                 "hapool_frontend_port": self.frontend,
                 "hapool_stats_port": self.stats,
@@ -99,6 +103,7 @@ class Site:
                 **os.environ,
                 "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
                 "ANSIBLE_NOCOLOR": "1",
+                "HAPOOL_STATE_DIR": str(self.state_root),
                 "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             },
             capture_output=True,
