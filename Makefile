@@ -46,5 +46,5 @@ test-e2e: setup  ## playbooks and providers end to end (Docker, Vagrant; slow)
 	@bash scripts/run-tests.sh e2e
 
 clean:  ## stop what the demo started and remove local state (keeps .venv and the image)
-	-ansible-playbook playbooks/teardown.yml
+	ansible-playbook playbooks/teardown.yml
 	rm -rf .state/local
