@@ -1,0 +1,113 @@
+#!/usr/bin/python
+# Copyright: hapool contributors
+# Apache License 2.0 (see pyproject.toml)
+"""Ansible module: take or give up the healer's lease lock (one heal run at a time)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: heal_lock
+short_description: One heal run at a time - a lease lock that spans the tasks of a play
+description:
+  - Every task of a play is a new process, so a C(flock) cannot be held across a play. The
+    healer holds a B(lease) instead - a small JSON file (owner, expiry) rewritten under
+    C(flock). O(state=acquired) takes it unless another owner holds one that has not expired
+    and returns RV(acquired); it never fails because of a held lease (the play decides, usually
+    to end cleanly). O(state=released) gives it up if O(owner) holds it.
+  - A run that crashed leaves a lease that expires after O(ttl) seconds.
+version_added: "0.1.0"
+author:
+  - hapool contributors
+options:
+  path:
+    description: The lease file (created with its directory when missing).
+    type: path
+    required: true
+  owner:
+    description: Who takes the lease, unique per run (for example a random id made by the play).
+    type: str
+    required: true
+  state:
+    description: V(acquired) or V(released).
+    type: str
+    choices: [acquired, released]
+    default: acquired
+  ttl:
+    description: Seconds after which a lease that was not released expires (longer than a run).
+    type: float
+    default: 900
+notes:
+  - Check mode takes the lease all the same (a planning run must not overlap an acting one).
+seealso:
+  - module: heal_plan
+"""
+
+EXAMPLES = r"""
+- name: Take the healer's lock
+  heal_lock:
+    path: "{{ hapool_state_root }}/heal/heal.lock"
+    owner: "{{ hapool_heal_run }}"
+  check_mode: false
+  register: lock
+
+- name: Another heal run holds it - stop here
+  ansible.builtin.meta: end_play
+  when: not lock.acquired
+"""
+
+RETURN = r"""
+acquired:
+  description: Whether this owner holds the lease now (O(state=acquired)).
+  returned: always
+  type: bool
+holder:
+  description: Who holds the lease.
+  returned: always
+  type: str
+expires:
+  description: When the lease expires, epoch seconds.
+  returned: always
+  type: float
+stale_owner:
+  description: The owner of an expired lease that was taken over.
+  returned: always
+  type: str
+released:
+  description: Whether the lease was given up (O(state=released)).
+  returned: always
+  type: bool
+"""
+
+import time
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.hapool.errors import HapoolError
+from ansible.module_utils.hapool.lock import acquire, release
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path", "required": True},
+            "owner": {"type": "str", "required": True},
+            "state": {"type": "str", "choices": ["acquired", "released"], "default": "acquired"},
+            "ttl": {"type": "float", "default": 900.0},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        if p["state"] == "released":
+            done = release(p["path"], p["owner"])
+            module.exit_json(changed=done, released=done, acquired=False, holder=None, expires=None,
+                             stale_owner=None)
+        lease = acquire(p["path"], p["owner"], p["ttl"], time.time())
+    except HapoolError as exc:
+        module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
+    module.exit_json(changed=lease.acquired, released=False, **lease.as_dict())
+
+
+if __name__ == "__main__":
+    main()

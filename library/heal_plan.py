@@ -1,0 +1,289 @@
+#!/usr/bin/python
+# Copyright: hapool contributors
+# Apache License 2.0 (see pyproject.toml)
+"""Ansible module: decide which hosts of a pool the healer replaces (no side effects)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: heal_plan
+short_description: Decide which web hosts of a hapool pool to replace, register or remove
+description:
+  - Observes one pool - HAProxy's C(show stat) rows of the pool's backend (through the runtime
+    socket) and the provider's list of instances (dead ones included) - reads the pool's
+    history from the healer's event log, and returns the healer's plan. Changes nothing on
+    hosts or in the balancer; C(heal.yml) acts on the plan.
+  - A host is B(replaced) when HAProxy holds its server DOWN (not MAINT, DRAIN or NOLB) and it is
+    older than the pool's C(grace_period), or when the provider says it is not alive (its nginx
+    or container is gone). A live instance the balancer does not know is B(registered); a
+    server without an instance is B(removed) from the balancer (static C(servers) of the pool
+    are left alone).
+  - "Guards: at most C(max_replace_per_run) replacements (DOWN longest first); the B(circuit
+    breaker) - when every server of the pool is DOWN, or more than C(circuit_threshold) of
+    them, nothing is replaced, a C(circuit_open) event is logged and the module fails (the
+    fault is likely between the balancer and the hosts); B(backoff) - a replacement that fails
+    within C(flap_window) seconds of its launch is not replaced again before
+    C(grace_period + backoff * 2^(n-1)) seconds (n early failures in a row, at most
+    C(backoff_max)); a C(backoff_skip) event is logged."
+  - The decision is pure Python (C(module_utils/hapool/healing.py)); time is the controller's
+    clock unless O(now) is given.
+version_added: "0.1.0"
+author:
+  - hapool contributors
+options:
+  pool:
+    description:
+      - The pool's entry of C(hapool_pools) (C(name) is the backend). Healing settings are read
+        from it, or from its C(heal) dict - C(grace_period) (seconds, default 30),
+        C(max_replace_per_run) (1), C(circuit_threshold) (share of DOWN servers above which the
+        circuit opens, 0.5), C(backoff) (60), C(backoff_max) (3600), C(flap_window) (300).
+    type: dict
+    required: true
+  socket:
+    description: HAProxy's runtime API (unix socket path or C(host:port)).
+    type: str
+    default: /run/haproxy/admin.sock
+  timeout:
+    description: Seconds to wait for HAProxy's answer.
+    type: float
+    default: 5.0
+  provider:
+    description: The pool's provider.
+    type: str
+    choices: [local, docker, vagrant]
+    default: local
+  state_dir:
+    description: hapool's state root (see M(pool_instance)).
+    type: path
+  image:
+    description: See M(pool_instance).
+    type: str
+  network:
+    description: See M(pool_instance).
+    type: str
+  docker_host:
+    description: See M(pool_instance).
+    type: str
+  bind_network:
+    description: See M(pool_instance).
+    type: str
+  port:
+    description: See M(pool_instance).
+    type: int
+  vagrant_dir:
+    description: See M(pool_instance).
+    type: path
+  vagrantfile:
+    description: See M(pool_instance).
+    type: path
+  vagrant_backend:
+    description: See M(pool_instance).
+    type: str
+    choices: [docker, libvirt, virtualbox]
+  box:
+    description: See M(pool_instance).
+    type: str
+  vm_network:
+    description: See M(pool_instance).
+    type: str
+  start_timeout:
+    description: See M(pool_instance).
+    type: float
+  event_log:
+    description:
+      - The healer's event log (JSON lines). Its C(replace) events drive the backoff; the
+        module appends C(circuit_open) and C(backoff_skip) events to it (not in check mode).
+      - No history and no events when omitted.
+    type: path
+  now:
+    description: The time of the decision, epoch seconds (tests); default the current time.
+    type: float
+  fail_on_circuit_open:
+    description: Fail when the circuit breaker is open (after logging the event).
+    type: bool
+    default: true
+notes:
+  - Supports check mode. In check mode nothing is written to the event log.
+seealso:
+  - module: haproxy_stats_info
+  - module: pool_instance_info
+  - module: hapool_event
+requirements:
+  - HAProxy 2.6 or later with a stats socket; the provider's requirements (see M(pool_instance)).
+"""
+
+EXAMPLES = r"""
+- name: Plan the healing of pool web
+  heal_plan:
+    pool: "{{ hapool_pools | selectattr('name', 'eq', 'web') | first }}"
+    provider: local
+    socket: "{{ haproxy_runtime.socket }}"
+    state_dir: "{{ hapool_state_root }}"
+    event_log: "{{ hapool_state_root }}/heal/events.jsonl"
+  register: plan
+
+- name: Show what would be replaced
+  ansible.builtin.debug:
+    msg: "{{ plan.plan.replace }}"
+"""
+
+RETURN = r"""
+plan:
+  description: The plan of the pool.
+  returned: always
+  type: dict
+  contains:
+    pool:
+      description: The pool.
+      type: str
+      sample: web
+    replace:
+      description: Instances to replace now (take out of the balancer, destroy, launch anew).
+      type: list
+      elements: str
+      sample: [web-3f9a2c]
+    register:
+      description: Live instances to add to the balancer.
+      type: list
+      elements: str
+    remove_servers:
+      description: Servers to delete from the balancer (no instance behind them).
+      type: list
+      elements: str
+    backoff:
+      description: Failed instances left alone because of the backoff.
+      type: list
+      elements: str
+    circuit_open:
+      description: Whether the circuit breaker is open (nothing replaced).
+      type: bool
+    circuit_reason:
+      description: Why it is open.
+      type: str
+    servers_total:
+      description: Servers of the backend.
+      type: int
+    servers_down:
+      description: Servers HAProxy holds DOWN.
+      type: int
+    changes:
+      description: Whether the plan has anything to do.
+      type: bool
+    settings:
+      description: The healing settings used.
+      type: dict
+    decisions:
+      description:
+        - One entry per host - C(action) (replace, register, remove_server, wait, keep,
+          backoff_skip, over_limit, circuit_open), C(name), C(reason), C(in_balancer),
+          C(has_instance), C(status), C(age) (seconds since launch), C(not_before).
+      type: list
+      elements: dict
+instances:
+  description: The pool's instances as the provider lists them (see M(pool_instance_info)).
+  returned: always
+  type: list
+  elements: dict
+events:
+  description: Events appended to the event log by this run.
+  returned: always
+  type: list
+  elements: dict
+now:
+  description: The time of the decision.
+  returned: always
+  type: float
+"""
+
+import time
+import traceback
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.hapool.errors import HapoolError
+from ansible.module_utils.hapool.events import append_events, make_event, read_events
+from ansible.module_utils.hapool.haproxy import RuntimeClient
+from ansible.module_utils.hapool.healing import BACKOFF, REPLACE, plan_heal
+
+# Shipped with the module; get_provider imports the one it needs by name.
+from ansible.module_utils.hapool.providers import (
+    docker as _docker_provider,  # noqa: F401
+)
+from ansible.module_utils.hapool.providers import (
+    local as _local_provider,  # noqa: F401
+)
+from ansible.module_utils.hapool.providers import (
+    vagrant as _vagrant_provider,  # noqa: F401
+)
+from ansible.module_utils.hapool.providers import validate_pool
+from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
+
+
+def run(module: AnsibleModule) -> dict[str, Any]:
+    p = module.params
+    pool_cfg = dict(p["pool"])
+    pool = validate_pool(str(pool_cfg.get("name") or ""))
+    now = p["now"] if p["now"] is not None else time.time()
+    rows = [row for row in RuntimeClient(p["socket"], timeout=p["timeout"]).show_stat(pool) if row.is_server]
+    with provider_from_params(p) as provider:
+        instances = provider.list(pool)
+    history = read_events(p["event_log"], pool=pool, actions=(REPLACE,)) if p["event_log"] else []
+    plan = plan_heal(pool_cfg, rows, instances, history, now)
+
+    events = []
+    if plan.circuit_open:
+        events.append(
+            make_event(
+                time=now, pool=pool, action="circuit_open", reason=plan.circuit_reason,
+                servers_total=plan.servers_total, servers_down=plan.servers_down,
+            )
+        )
+    for decision in plan.decisions:
+        if decision.action == BACKOFF:
+            events.append(
+                make_event(
+                    time=now, pool=pool, action=BACKOFF, instance=decision.name, reason=decision.reason,
+                    not_before=decision.not_before,
+                )
+            )
+    if events and p["event_log"] and not module.check_mode:
+        append_events(p["event_log"], events)
+    return {
+        "changed": False,
+        "plan": plan.as_dict(),
+        "instances": [i.to_dict() for i in instances],
+        "events": events,
+        "now": now,
+    }
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "pool": {"type": "dict", "required": True},
+            "socket": {"type": "str", "default": "/run/haproxy/admin.sock"},
+            "timeout": {"type": "float", "default": 5.0},
+            **PROVIDER_ARGUMENT_SPEC,
+            "event_log": {"type": "path"},
+            "now": {"type": "float"},
+            "fail_on_circuit_open": {"type": "bool", "default": True},
+        },
+        supports_check_mode=True,
+    )
+    try:
+        result = run(module)
+    except HapoolError as exc:
+        module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
+    if result["plan"]["circuit_open"] and module.params["fail_on_circuit_open"]:
+        module.fail_json(
+            msg=f"circuit breaker open, nothing replaced: {result['plan']['circuit_reason']} "
+            "(the fault is likely between the balancer and the hosts)",
+            error="CircuitOpen",
+            **result,
+        )
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,391 @@
+"""The healer's decision: which hosts of a pool to replace, register, remove or leave alone.
+
+Pure: the balancer's view (``show stat`` rows), the provider's list of instances, the event
+history and the time are all passed in; :func:`plan_heal` reads nothing else.
+
+Per host:
+
+* **replace** - HAProxy holds the server DOWN (status class ``DOWN``: not MAINT, not DRAIN,
+  not NOLB) and the instance is older than the pool's ``grace_period``; or the provider says
+  the instance is not alive (its nginx / container is gone: no need to wait for checks).
+* **register** - a live instance the balancer does not know (launched, never registered).
+* **remove_server** - a server the balancer has for which the provider has no instance
+  (static servers of the pool's ``servers`` list are not the healer's).
+* **wait** - DOWN but still in its grace period (booting).
+* **keep** - everything else (UP, MAINT, DRAIN, NOLB, no check).
+
+Guards:
+
+* at most ``max_replace_per_run`` replacements (the hosts DOWN longest first);
+* the **circuit breaker**: when every server of the pool is DOWN, or the share of DOWN servers
+  is above ``circuit_threshold``, nothing is replaced and the plan is ``circuit_open``: the
+  fault is more likely between the balancer and the hosts than in the hosts;
+* **backoff**: a replacement that fails within ``flap_window`` seconds of its launch is not
+  replaced again before ``grace_period + backoff * 2**(n-1)`` seconds (``n`` consecutive early
+  failures in its line of replacements, from the ``replace`` events), capped by
+  ``backoff_max``: a crash-looping image is not relaunched in a loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from .errors import InvalidArgumentError
+
+#: Status classes (``StatRow.status_class``) the healer treats as failed.
+FAILED_STATUSES = frozenset({"DOWN"})
+
+REPLACE = "replace"
+REGISTER = "register"
+REMOVE_SERVER = "remove_server"
+WAIT = "wait"
+KEEP = "keep"
+BACKOFF = "backoff_skip"
+CAPPED = "over_limit"
+CIRCUIT = "circuit_open"
+
+
+class ServerLike(Protocol):
+    """What the plan needs of a server row (``stats.StatRow`` fits)."""
+
+    @property
+    def server(self) -> str: ...
+
+    @property
+    def status_class(self) -> str: ...
+
+    @property
+    def lastchg(self) -> int | None: ...
+
+
+class InstanceLike(Protocol):
+    """What the plan needs of an instance (``providers.Instance`` fits)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def created(self) -> float: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def state(self) -> str: ...
+
+
+def _number(cfg: Mapping[str, Any], key: str, default: float, *, minimum: float = 0.0) -> float:
+    value = cfg.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        raise InvalidArgumentError(f"{key} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"{key} must be a number, got {value!r}") from None
+    if number < minimum:
+        raise InvalidArgumentError(f"{key} must be >= {minimum:g}, got {number:g}")
+    return number
+
+
+@dataclass(frozen=True)
+class HealSettings:
+    """A pool's healing settings (keys of its ``hapool_pools`` entry, or of its ``heal``)."""
+
+    grace_period: float = 30.0
+    max_replace_per_run: int = 1
+    circuit_threshold: float = 0.5
+    backoff: float = 60.0
+    backoff_max: float = 3600.0
+    flap_window: float = 300.0
+
+    @classmethod
+    def from_pool(cls, pool_cfg: Mapping[str, Any]) -> HealSettings:
+        """Settings from a pool entry; keys under ``heal:`` win over top-level ones."""
+        merged = {**pool_cfg, **(pool_cfg.get("heal") or {})}
+        threshold = _number(merged, "circuit_threshold", cls.circuit_threshold)
+        if threshold > 1:
+            raise InvalidArgumentError(f"circuit_threshold must be a share from 0 to 1, got {threshold:g}")
+        return cls(
+            grace_period=_number(merged, "grace_period", cls.grace_period),
+            max_replace_per_run=int(_number(merged, "max_replace_per_run", cls.max_replace_per_run)),
+            circuit_threshold=threshold,
+            backoff=_number(merged, "backoff", cls.backoff),
+            backoff_max=_number(merged, "backoff_max", cls.backoff_max),
+            flap_window=_number(merged, "flap_window", cls.flap_window),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "grace_period": self.grace_period,
+            "max_replace_per_run": self.max_replace_per_run,
+            "circuit_threshold": self.circuit_threshold,
+            "backoff": self.backoff,
+            "backoff_max": self.backoff_max,
+            "flap_window": self.flap_window,
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one host (an instance, a server, or both)."""
+
+    action: str
+    name: str
+    reason: str
+    in_balancer: bool = False
+    has_instance: bool = False
+    status: str | None = None
+    age: float | None = None
+    not_before: float | None = None  # backoff: earliest time of the next replacement
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "name": self.name,
+            "reason": self.reason,
+            "in_balancer": self.in_balancer,
+            "has_instance": self.has_instance,
+            "status": self.status,
+            "age": None if self.age is None else round(self.age, 3),
+            "not_before": self.not_before,
+        }
+
+
+@dataclass(frozen=True)
+class HealPlan:
+    pool: str
+    settings: HealSettings
+    decisions: tuple[Decision, ...]
+    circuit_open: bool = False
+    circuit_reason: str = ""
+    servers_total: int = 0
+    servers_down: int = 0
+    notes: tuple[str, ...] = field(default=())
+
+    def names(self, action: str) -> list[str]:
+        return [d.name for d in self.decisions if d.action == action]
+
+    @property
+    def replace(self) -> list[str]:
+        return self.names(REPLACE)
+
+    @property
+    def register(self) -> list[str]:
+        return self.names(REGISTER)
+
+    @property
+    def remove_servers(self) -> list[str]:
+        return self.names(REMOVE_SERVER)
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.replace or self.register or self.remove_servers)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pool": self.pool,
+            "settings": self.settings.as_dict(),
+            "decisions": [d.as_dict() for d in self.decisions],
+            "replace": self.replace,
+            "register": self.register,
+            "remove_servers": self.remove_servers,
+            "backoff": self.names(BACKOFF),
+            "circuit_open": self.circuit_open,
+            "circuit_reason": self.circuit_reason,
+            "servers_total": self.servers_total,
+            "servers_down": self.servers_down,
+            "changes": self.changes,
+        }
+
+
+def _predecessors(history: Sequence[Mapping[str, Any]], pool: str) -> dict[str, Mapping[str, Any]]:
+    """replacement name -> the ``replace`` event that launched it."""
+    found: dict[str, Mapping[str, Any]] = {}
+    for event in history:
+        if event.get("pool") == pool and event.get("action") == REPLACE and event.get("replacement"):
+            found[str(event["replacement"])] = event
+    return found
+
+
+def early_failures(
+    name: str,
+    created: float,
+    *,
+    now: float,
+    history: Sequence[Mapping[str, Any]],
+    pool: str,
+    flap_window: float,
+) -> int:
+    """How many replacements in a row, ending with ``name`` failing now, failed within
+    ``flap_window`` seconds of their launch (0 when ``name`` is not such a replacement)."""
+    launched_by = _predecessors(history, pool)
+    if name not in launched_by or now - created > flap_window:
+        return 0
+    count = 1
+    seen = {name}
+    event = launched_by[name]
+    while True:
+        previous = str(event.get("instance") or "")
+        age = event.get("age")
+        if not previous or previous in seen or previous not in launched_by:
+            break
+        if age is None or float(age) > flap_window:
+            break
+        count += 1
+        seen.add(previous)
+        event = launched_by[previous]
+    return count
+
+
+def backoff_delay(failures: int, settings: HealSettings) -> float:
+    if failures <= 0:
+        return 0.0
+    return float(min(settings.backoff * (2 ** (failures - 1)), settings.backoff_max))
+
+
+def _judge_instance(
+    inst: InstanceLike, row: ServerLike | None, settings: HealSettings, now: float
+) -> tuple[Decision, float]:
+    """The decision for one instance, and (for replacements) how long it has been failing."""
+    age = now - float(inst.created)
+    status = row.status_class if row is not None else None
+
+    def decide(action: str, reason: str) -> Decision:
+        return Decision(
+            action, inst.name, reason, in_balancer=row is not None, has_instance=True, status=status, age=age
+        )
+
+    if not inst.alive:
+        return decide(REPLACE, f"the provider reports it {inst.state}"), float("inf")
+    if row is None:
+        return decide(REGISTER, "alive but not in the balancer"), 0.0
+    if status in FAILED_STATUSES:
+        down_for = float(row.lastchg) if row.lastchg is not None else 0.0
+        if age <= settings.grace_period:
+            reason = f"DOWN, in its grace period ({age:.0f} s of {settings.grace_period:g} s)"
+            return decide(WAIT, reason), 0.0
+        return decide(REPLACE, f"HAProxy holds it DOWN (for {down_for:.0f} s)"), down_for
+    return decide(KEEP, f"status {status}"), 0.0
+
+
+def circuit_state(rows: Sequence[ServerLike], pool: str, threshold: float) -> tuple[int, int, str]:
+    """(servers, DOWN servers, why the circuit is open or "")."""
+    total = len(rows)
+    down = sum(1 for row in rows if row.status_class in FAILED_STATUSES)
+    if total and down == total:
+        return total, down, f"all {total} server(s) of pool {pool} are DOWN"
+    if total and down / total > threshold:
+        return total, down, f"{down} of {total} servers of pool {pool} are DOWN (more than {threshold:.0%})"
+    return total, down, ""
+
+
+def plan_heal(
+    pool_cfg: Mapping[str, Any],
+    servers: Sequence[ServerLike],
+    instances: Sequence[InstanceLike],
+    history: Sequence[Mapping[str, Any]],
+    now: float,
+) -> HealPlan:
+    """Decide what the healer does with a pool (see the module docstring)."""
+    pool = str(pool_cfg.get("name") or "")
+    if not pool:
+        raise InvalidArgumentError("the pool has no name")
+    settings = HealSettings.from_pool(pool_cfg)
+    static = {str(s.get("name")) for s in pool_cfg.get("servers") or [] if isinstance(s, Mapping)}
+    by_server = {s.server: s for s in servers if s.server not in ("BACKEND", "FRONTEND")}
+    by_instance = {i.name: i for i in instances}
+
+    decisions: list[Decision] = []
+    candidates: list[tuple[float, Decision]] = []
+    for name, inst in by_instance.items():
+        decision, failing_for = _judge_instance(inst, by_server.get(name), settings, now)
+        if decision.action == REPLACE:
+            candidates.append((failing_for, decision))
+        else:
+            decisions.append(decision)
+    for name, row in by_server.items():
+        if name not in by_instance:
+            action, reason = (
+                (KEEP, "a static server of the pool") if name in static
+                else (REMOVE_SERVER, "in the balancer, no instance")
+            )  # fmt: skip
+            decisions.append(Decision(action, name, reason, in_balancer=True, status=row.status_class))
+
+    total, down, circuit_reason = circuit_state(list(by_server.values()), pool, settings.circuit_threshold)
+    decisions += _guard(candidates, by_instance, settings, history, pool, now, circuit_reason)
+
+    order = {n: i for i, n in enumerate([*by_instance, *by_server])}
+    decisions.sort(key=lambda d: order.get(d.name, 0))
+    return HealPlan(
+        pool=pool,
+        settings=settings,
+        decisions=tuple(decisions),
+        circuit_open=bool(circuit_reason),
+        circuit_reason=circuit_reason,
+        servers_total=total,
+        servers_down=down,
+    )
+
+
+def _guard(  # noqa: PLR0917 - internal
+    candidates: list[tuple[float, Decision]],
+    by_instance: Mapping[str, InstanceLike],
+    settings: HealSettings,
+    history: Sequence[Mapping[str, Any]],
+    pool: str,
+    now: float,
+    circuit_reason: str,
+) -> list[Decision]:
+    """Apply the circuit breaker, the backoff and max_replace_per_run to the candidates
+    (failing longest first)."""
+    out: list[Decision] = []
+    replaced = 0
+    for _, decision in sorted(candidates, key=lambda item: (-item[0], item[1].name)):
+        if circuit_reason:
+            out.append(replace(decision, action=CIRCUIT, reason=f"not replaced: {circuit_reason}"))
+            continue
+        created = float(by_instance[decision.name].created)
+        failures = early_failures(
+            decision.name, created, now=now, history=history, pool=pool, flap_window=settings.flap_window
+        )
+        not_before = created + settings.grace_period + backoff_delay(failures, settings)
+        if failures and now < not_before:
+            reason = (
+                f"{decision.reason}; a replacement that failed {failures} time(s) in a row within "
+                f"{settings.flap_window:g} s of launch: backed off for {not_before - now:.0f} s more"
+            )
+            out.append(replace(decision, action=BACKOFF, reason=reason, not_before=not_before))
+            continue
+        if replaced >= settings.max_replace_per_run:
+            reason = f"{decision.reason}; max_replace_per_run ({settings.max_replace_per_run}) reached"
+            out.append(replace(decision, action=CAPPED, reason=reason))
+            continue
+        replaced += 1
+        out.append(decision)
+    return out
+
+
+__all__ = [
+    "BACKOFF",
+    "CAPPED",
+    "CIRCUIT",
+    "FAILED_STATUSES",
+    "KEEP",
+    "REGISTER",
+    "REMOVE_SERVER",
+    "REPLACE",
+    "WAIT",
+    "Decision",
+    "HealPlan",
+    "HealSettings",
+    "InstanceLike",
+    "ServerLike",
+    "backoff_delay",
+    "circuit_state",
+    "early_failures",
+    "plan_heal",
+]

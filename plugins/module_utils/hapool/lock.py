@@ -1,0 +1,108 @@
+"""A lease lock for runs that span several processes (an Ansible play, one module per task).
+
+``flock`` only lives as long as the process that holds it, and every Ansible task is a new
+process: the heal run holds a *lease* instead, a small JSON file ``{"owner", "acquired",
+"expires"}`` rewritten under ``flock``. A second run finds a lease that has not expired and
+stops ("locked"); a run that crashed leaves a lease that expires after ``ttl`` seconds.
+Time is passed in. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import HapoolError
+
+
+class LockError(HapoolError):
+    """The lock file cannot be used (permissions, a directory in the way)."""
+
+
+@dataclass(frozen=True)
+class LeaseResult:
+    acquired: bool
+    owner: str
+    holder: str | None  # who holds the lease now (us when acquired)
+    expires: float | None
+    stale_owner: str | None = None  # an expired lease that was taken over
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "acquired": self.acquired,
+            "owner": self.owner,
+            "holder": self.holder,
+            "expires": self.expires,
+            "stale_owner": self.stale_owner,
+        }
+
+
+def _open(path: str) -> int:
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise LockError(f"cannot open the lock file {path}: {exc}") from exc
+
+
+def _read(fd: int) -> dict[str, Any]:
+    os.lseek(fd, 0, os.SEEK_SET)
+    data = b""
+    while chunk := os.read(fd, 65536):
+        data += chunk
+    try:
+        value = json.loads(data.decode("utf-8") or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _write(fd: int, value: dict[str, Any]) -> None:
+    payload = json.dumps(value).encode("utf-8")
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.ftruncate(fd, 0)
+    os.write(fd, payload)
+    os.fsync(fd)
+
+
+def acquire(path: str, owner: str, ttl: float, now: float) -> LeaseResult:
+    """Take the lease unless another owner holds one that has not expired."""
+    if not owner:
+        raise LockError("a lease needs an owner")
+    if not ttl > 0:
+        raise LockError(f"ttl must be > 0, got {ttl!r}")
+    fd = _open(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        lease = _read(fd)
+        holder = lease.get("owner")
+        expires = float(lease.get("expires") or 0)
+        if holder and holder != owner and expires > now:
+            return LeaseResult(False, owner, str(holder), expires)
+        stale = str(holder) if holder and holder != owner else None
+        _write(fd, {"owner": owner, "acquired": now, "expires": now + ttl, "pid": os.getpid()})
+        return LeaseResult(True, owner, owner, now + ttl, stale)
+    finally:
+        os.close(fd)
+
+
+def release(path: str, owner: str) -> bool:
+    """Give the lease up if ``owner`` holds it; True when released."""
+    if not os.path.exists(path):
+        return False
+    fd = _open(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        lease = _read(fd)
+        if lease.get("owner") != owner:
+            return False
+        _write(fd, {})
+        return True
+    finally:
+        os.close(fd)
+
+
+__all__ = ["LeaseResult", "LockError", "acquire", "release"]
