@@ -15,7 +15,8 @@ description:
     C(flock). O(state=acquired) takes it unless another owner holds one that has not expired
     and returns RV(acquired); it never fails because of a held lease (the play decides, usually
     to end cleanly). O(state=released) gives it up if O(owner) holds it.
-  - A run that crashed leaves a lease that expires after O(ttl) seconds.
+  - A run that crashed leaves a lease that expires after O(ttl) seconds, or at once when the
+    C(ansible-playbook) process that took it is gone (the lease records its pid and start time).
 version_added: "0.1.0"
 author:
   - hapool contributors
@@ -79,12 +80,32 @@ released:
   type: bool
 """
 
+import os
 import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.hapool.errors import HapoolError
 from ansible.module_utils.hapool.lock import acquire, release
+
+
+def playbook_pid() -> int | None:
+    """The nearest ancestor process that is ansible-playbook (None when there is none)."""
+    pid = os.getppid()
+    for _ in range(10):
+        if pid <= 1:
+            return None
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read().split(b"\0")
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+                parent = int(fh.read().rsplit(")", 1)[-1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+        if any(part.endswith(b"ansible-playbook") for part in cmdline[:2]):
+            return pid
+        pid = parent
+    return None
 
 
 def main() -> None:
@@ -103,7 +124,7 @@ def main() -> None:
             done = release(p["path"], p["owner"])
             module.exit_json(changed=done, released=done, acquired=False, holder=None, expires=None,
                              stale_owner=None)
-        lease = acquire(p["path"], p["owner"], p["ttl"], time.time())
+        lease = acquire(p["path"], p["owner"], p["ttl"], time.time(), holder_pid=playbook_pid())
     except HapoolError as exc:
         module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
     module.exit_json(changed=lease.acquired, released=False, **lease.as_dict())

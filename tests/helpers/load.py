@@ -32,6 +32,7 @@ class Load:
     max_requests: int = 40_000
     max_seconds: float = 30.0
     timeout: float = 5.0
+    pause: float = 0.0  # seconds each client waits after each request (0: as fast as it can)
     outcomes: list[Outcome] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -84,5 +85,7 @@ class Load:
                 except (OSError, http.client.HTTPException) as exc:
                     self.outcomes.append(Outcome(seq, None, "", f"{type(exc).__name__}: {exc}"))
                     conn.close()
+                if self.pause:
+                    self._stop.wait(self.pause)
         finally:
             conn.close()

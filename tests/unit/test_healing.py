@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import pathlib
 from dataclasses import dataclass
 
@@ -301,3 +302,15 @@ def test_lease_lock(tmp_path: pathlib.Path) -> None:
     # an expired lease (a crashed run) is taken over
     third = acquire(path, "run-3", ttl=60, now=1000)
     assert third.acquired and third.stale_owner == "run-2"
+
+
+def test_lease_of_a_dead_process_is_stale(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "heal.lock")
+    proc = multiprocessing.Process(target=int)
+    proc.start()
+    proc.join()
+    assert acquire(path, "run-1", ttl=600, now=100, holder_pid=proc.pid).acquired
+    # run-1's process is gone: its lease does not block run-2, though it has not expired
+    taken = acquire(path, "run-2", ttl=600, now=110, holder_pid=os.getpid())
+    assert taken.acquired and taken.stale_owner == "run-1"
+    assert not acquire(path, "run-3", ttl=600, now=120).acquired  # run-2 (this process) is alive

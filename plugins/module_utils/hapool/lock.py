@@ -4,7 +4,9 @@
 process: the heal run holds a *lease* instead, a small JSON file ``{"owner", "acquired",
 "expires"}`` rewritten under ``flock``. A second run finds a lease that has not expired and
 stops ("locked"); a run that crashed leaves a lease that expires after ``ttl`` seconds.
-Time is passed in. Stdlib only.
+A lease may also name the process that runs the holder (``pid`` with its start time, e.g. the
+``ansible-playbook`` process): once that process is gone the lease is stale at once, so a
+run that was killed does not block the next ones until the ttl. Time is passed in. Stdlib only.
 """
 
 from __future__ import annotations
@@ -68,8 +70,30 @@ def _write(fd: int, value: dict[str, Any]) -> None:
     os.fsync(fd)
 
 
-def acquire(path: str, owner: str, ttl: float, now: float) -> LeaseResult:
-    """Take the lease unless another owner holds one that has not expired."""
+def process_start(pid: int) -> str | None:
+    """The start time of ``pid`` (clock ticks since boot, /proc), None if it does not run."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+            fields = fh.read().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+    if not fields or fields[0] in ("Z", "X", "x") or len(fields) < 20:
+        return None
+    return fields[19]
+
+
+def holder_alive(lease: dict[str, Any]) -> bool:
+    """False when the lease names a process that no longer runs (or a recycled pid)."""
+    pid, start = lease.get("holder_pid"), lease.get("holder_start")
+    if not isinstance(pid, int) or not pid > 0:
+        return True  # nothing to check: only the ttl counts
+    current = process_start(pid)
+    return current is not None and current == start
+
+
+def acquire(path: str, owner: str, ttl: float, now: float, *, holder_pid: int | None = None) -> LeaseResult:
+    """Take the lease unless another owner holds one that has not expired and whose process
+    (when it named one) still runs."""
     if not owner:
         raise LockError("a lease needs an owner")
     if not ttl > 0:
@@ -80,10 +104,13 @@ def acquire(path: str, owner: str, ttl: float, now: float) -> LeaseResult:
         lease = _read(fd)
         holder = lease.get("owner")
         expires = float(lease.get("expires") or 0)
-        if holder and holder != owner and expires > now:
+        if holder and holder != owner and expires > now and holder_alive(lease):
             return LeaseResult(False, owner, str(holder), expires)
         stale = str(holder) if holder and holder != owner else None
-        _write(fd, {"owner": owner, "acquired": now, "expires": now + ttl, "pid": os.getpid()})
+        record: dict[str, Any] = {"owner": owner, "acquired": now, "expires": now + ttl}
+        if holder_pid is not None:
+            record.update(holder_pid=holder_pid, holder_start=process_start(holder_pid))
+        _write(fd, record)
         return LeaseResult(True, owner, owner, now + ttl, stale)
     finally:
         os.close(fd)
@@ -105,4 +132,4 @@ def release(path: str, owner: str) -> bool:
         os.close(fd)
 
 
-__all__ = ["LeaseResult", "LockError", "acquire", "release"]
+__all__ = ["LeaseResult", "LockError", "acquire", "holder_alive", "process_start", "release"]
