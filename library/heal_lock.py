@@ -90,22 +90,27 @@ from ansible.module_utils.hapool.lock import acquire, release
 
 
 def playbook_pid() -> int | None:
-    """The nearest ancestor process that is ansible-playbook (None when there is none)."""
+    """The ansible-playbook process this module runs for: the farthest ancestor whose command
+    line is ansible-playbook (its task workers are forks with the same command line, and they
+    exit after each task). None when there is none."""
+    found = None
     pid = os.getppid()
-    for _ in range(10):
+    for _ in range(16):
         if pid <= 1:
-            return None
+            break
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
                 cmdline = fh.read().split(b"\0")
             with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
                 parent = int(fh.read().rsplit(")", 1)[-1].split()[1])
         except (OSError, ValueError, IndexError):
-            return None
+            break
         if any(part.endswith(b"ansible-playbook") for part in cmdline[:2]):
-            return pid
+            found = pid
+        elif found is not None:
+            break
         pid = parent
-    return None
+    return found
 
 
 def main() -> None:
