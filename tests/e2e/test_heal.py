@@ -1,0 +1,171 @@
+"""heal.yml end to end: a backend killed hard under load is replaced with no failed request;
+two runs at once; the circuit breaker; the backoff of a host that dies right after launch.
+
+Every deployment is private (a short $HAPOOL_STATE_DIR, free ports) and torn down, with
+whatever teardown.yml leaves destroyed through the provider.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers.heal import (
+    Deploy,
+    balancer_dir,
+    deployments,
+    events,
+    instances,
+    kill_hard,
+    nginx_pids,
+    server_status,
+)
+from helpers.load import Load
+from helpers.procs import wait_until
+from helpers.site import Deployment
+
+
+@pytest.fixture
+def deploy(tmp_path: Path) -> Iterator[Deploy]:
+    yield from deployments(tmp_path)
+
+def _assert_config_retries(dep: Deployment, provider: str) -> None:
+    cfg = (dep.root / balancer_dir(provider) / "haproxy" / "haproxy.cfg").read_text()
+    assert "retries 3" in cfg and "option redispatch 1" in cfg and "retry-on conn-failure" in cfg
+    assert "option httpchk" in cfg and re.search(r"^\s*default-server .*\bcheck\b", cfg, re.MULTILINE), cfg
+
+
+def _kill_under_load_and_heal(dep: Deployment, provider: str) -> None:
+    _assert_config_retries(dep, provider)
+    before = instances(dep, provider)
+    assert len(before) == 2 and all(i.alive for i in before)
+    victim, survivor = before
+    load = Load("127.0.0.1", dep.frontend, clients=4, max_requests=100_000, max_seconds=85,
+                pause=0.01).start()
+    try:
+        load.wait_for(f"Hello {victim.name}!")
+        killed_at = time.monotonic()
+        kill_hard(victim)
+        heal = dep.play("heal.yml")
+        assert heal.returncode == 0, heal.stdout[-6000:] + heal.stderr[-2000:]
+        after = instances(dep, provider)
+        names = {i.name for i in after}
+        assert victim.name not in names and survivor.name in names and len(after) == 2, names
+        (replacement,) = names - {survivor.name}
+        load.wait_for(f"Hello {replacement}!", timeout=20)
+        serving_s = time.monotonic() - killed_at
+    finally:
+        outcomes = load.stop()
+    failed = [o for o in outcomes if o.status != 200]
+    served = {o.body for o in outcomes}
+    print(f"\n{provider}: kill -> replacement serving {serving_s:.1f} s; {len(outcomes)} requests, "
+          f"{len(failed)} failed")
+    assert not failed, failed[:10]
+    assert f"Hello {replacement}!" in served and f"Hello {survivor.name}!" in served
+    replaced = [e for e in events(dep) if e["action"] == "replace"]
+    assert len(replaced) == 1, events(dep)
+    event = replaced[0]
+    assert event["instance"] == victim.name and event["replacement"] == replacement
+    assert event["pool"] == "web" and event["reason"] and float(event["duration"]) > 0  # type: ignore[arg-type]
+    assert server_status(dep, provider) == {survivor.name: "UP", replacement: "UP"}
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_local_host_killed_hard_under_load_is_replaced_with_no_failed_request(deploy: Deploy) -> None:
+    _kill_under_load_and_heal(deploy("local"), "local")
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_docker_host_killed_under_load_is_replaced_with_no_failed_request(deploy: Deploy) -> None:
+    _kill_under_load_and_heal(deploy("docker"), "docker")
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_check_mode_prints_the_plan_and_two_runs_at_once_only_one_acts(deploy: Deploy) -> None:
+    dep = deploy("local")
+    victim, survivor = instances(dep, "local")
+    kill_hard(victim)
+    wait_until(lambda: server_status(dep, "local").get(victim.name, "").startswith("DOWN"), 20, "DOWN")
+
+    check = subprocess.run(
+        [*_cmd(dep, "heal.yml"), "--check"], cwd=dep.inventory.parents[1], env=dep.env, capture_output=True,
+        text=True, timeout=300, check=False,
+    )
+    assert check.returncode == 0, check.stdout[-4000:]
+    assert re.search(rf"web: replace \[\W*{victim.name}\W*\]", check.stdout), check.stdout[-4000:]
+    assert {i.name for i in instances(dep, "local")} == {victim.name, survivor.name}
+    assert events(dep) == []
+
+    procs = [subprocess.Popen(_cmd(dep, "heal.yml"), cwd=dep.inventory.parents[1], env=dep.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    locked = [out for out in outs if "locked: heal run" in out]
+    assert len(locked) == 1, [o[-3000:] for o in outs]
+    replaced = [e for e in events(dep) if e["action"] == "replace"]
+    assert len(replaced) == 1 and replaced[0]["instance"] == victim.name, events(dep)
+    assert len(instances(dep, "local")) == 2
+
+
+def _cmd(dep: Deployment, playbook: str) -> list[str]:
+    from helpers.site import BIN, ROOT  # noqa: PLC0415
+
+    return [str(BIN / "ansible-playbook"), "-i", str(dep.inventory), str(ROOT / "playbooks" / playbook),
+            "-e", json.dumps(dep.extra_vars)]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_circuit_breaker_destroys_nothing_when_every_server_is_down(deploy: Deploy) -> None:
+    dep = deploy("local")
+    before = instances(dep, "local")
+    stopped = [pid for inst in before for pid in nginx_pids(inst)]
+    try:
+        for pid in stopped:  # unreachable, not dead: the processes stay, they stop answering
+            os.kill(pid, signal.SIGSTOP)
+        wait_until(lambda: all(s.startswith("DOWN") for s in server_status(dep, "local").values()), 30,
+                   "every server DOWN")
+        heal = dep.play("heal.yml")
+        assert heal.returncode != 0
+        assert "circuit breaker open" in heal.stdout
+        assert [i.name for i in instances(dep, "local")] == [i.name for i in before]
+        assert set(server_status(dep, "local")) == {i.name for i in before}
+        actions = [e["action"] for e in events(dep)]
+        assert "circuit_open" in actions and "replace" not in actions, actions
+        # the lock was given back (a later run is not "locked")
+        assert "locked: heal run" not in dep.play("heal.yml").stdout
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_replacement_that_dies_right_after_launch_is_backed_off(deploy: Deploy) -> None:
+    dep = deploy("local", backoff=600)
+    victim, _ = instances(dep, "local")
+    kill_hard(victim)
+    first = dep.play("heal.yml")
+    assert first.returncode == 0, first.stdout[-5000:]
+    (replacement,) = [e["replacement"] for e in events(dep) if e["action"] == "replace"]
+    crashed = next(i for i in instances(dep, "local") if i.name == replacement)
+    kill_hard(crashed)  # the replacement dies at once, like a crash-looping image
+    second = dep.play("heal.yml")
+    assert second.returncode == 0, second.stdout[-5000:]
+    skips = [e for e in events(dep) if e["action"] == "backoff_skip"]
+    assert [e["instance"] for e in skips] == [replacement], events(dep)
+    assert float(skips[0]["not_before"]) > time.time() + 500  # type: ignore[arg-type]
+    assert [e["action"] for e in events(dep)].count("replace") == 1
+    assert replacement in {i.name for i in instances(dep, "local")}  # not destroyed
