@@ -47,4 +47,4 @@ test-e2e: setup  ## playbooks and providers end to end (Docker, Vagrant; slow)
 
 clean:  ## stop what the demo started and remove local state (keeps .venv and the image)
 	ansible-playbook playbooks/teardown.yml
-	rm -rf .state/local
+	rm -rf .state/local .state/heal
