@@ -55,22 +55,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[docker.DockerClient]:
-    c = docker.from_env()
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
-def network(client: docker.DockerClient) -> Iterator[str]:
-    name = f"hapool-test-{uuid.uuid4().hex[:8]}"
-    yield name
-    for net in client.networks.list(names=[name]):
-        if net.name == name:
-            net.remove()
-
-
 @pytest.fixture
 def pool(client: docker.DockerClient) -> Iterator[str]:
     name = f"t{uuid.uuid4().hex[:8]}"
