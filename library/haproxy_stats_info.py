@@ -190,7 +190,12 @@ backends:
         check_status:
           description:
             - Result of the last health check (C(L7OK), C(L4CON), C(L7STS), ...), null without checks.
+            - HAProxy's C(* ) prefix (a check is running) is removed; see RV(backends.servers.check_running).
           type: str
+          returned: always
+        check_running:
+          description: True while a health check of this server is in progress.
+          type: bool
           returned: always
         check_code:
           description: HTTP status of the last layer-7 check.

@@ -328,3 +328,15 @@ def test_show_stat_round_trip(servers):
     if servers:
         assert summary["app"].scur == sum(s[1] for s in servers)
         assert sum(summary["app"].counts.values()) == len(servers)
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "running"),
+    [("* L7OK", "L7OK", True), ("L7OK", "L7OK", False), ("* L4CON", "L4CON", True), ("", None, False)],
+)
+def test_check_status_in_progress_prefix(raw: str, status: str | None, running: bool) -> None:
+    # HAProxy writes "* " before check_status while a check is running.
+    text = f"# pxname,svname,type,status,check_status\napp,web1,2,UP,{raw}\n"
+    row = parse_show_stat(text)[0]
+    assert (row.check_status, row.check_running) == (status, running)
+    assert row.as_dict()["check_status"] == status

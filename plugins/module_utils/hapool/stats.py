@@ -114,6 +114,13 @@ def _counter(cols: Mapping[str, str], name: str, *, line: int) -> int:
     return 0 if value is None else value
 
 
+def _split_check_status(raw: str | None) -> tuple[str | None, bool]:
+    """HAProxy prefixes ``check_status`` with ``"* "`` while a check is running."""
+    if raw is not None and raw.startswith("* "):
+        return raw[2:] or None, True
+    return raw, False
+
+
 def _opt_str(cols: Mapping[str, str], name: str) -> str | None:
     value = cols.get(name, "")
     return value if value != "" else None
@@ -155,6 +162,7 @@ class StatRow:
     lastchg: int | None = None
     downtime: int | None = None
     check_status: str | None = None
+    check_running: bool = False
     check_code: int | None = None
     check_duration: int | None = None
     check_desc: str | None = None
@@ -213,6 +221,7 @@ class StatRow:
             "weight": self.weight,
             "uweight": self.uweight,
             "check_status": self.check_status,
+            "check_running": self.check_running,
             "check_code": self.check_code,
             "check_duration": self.check_duration,
             "check_desc": self.check_desc,
@@ -288,6 +297,7 @@ def _stat_row(cols: dict[str, str], *, line: int) -> StatRow:
     def opt(name: str) -> int | None:
         return _opt_int(cols, name, line=line)
 
+    check_status, check_running = _split_check_status(_opt_str(cols, "check_status"))
     return StatRow(
         proxy=cols["pxname"],
         server=cols["svname"],
@@ -310,7 +320,8 @@ def _stat_row(cols: dict[str, str], *, line: int) -> StatRow:
         chkdown=opt("chkdown"),
         lastchg=opt("lastchg"),
         downtime=opt("downtime"),
-        check_status=_opt_str(cols, "check_status"),
+        check_status=check_status,
+        check_running=check_running,
         check_code=opt("check_code"),
         check_duration=opt("check_duration"),
         check_desc=_opt_str(cols, "check_desc"),
