@@ -28,8 +28,9 @@ from ansible.module_utils.hapool.providers import (
     ProviderError,
     ProviderUnavailableError,
     get_provider,
+    sample_cpu_percent,
 )
-from ansible.module_utils.hapool.providers.docker import DockerProvider
+from ansible.module_utils.hapool.providers.docker import DockerProvider, cgroup_cpu_seconds
 
 pytestmark = pytest.mark.docker
 
@@ -171,3 +172,52 @@ def test_a_failure_after_create_removes_the_container(provider, pool, client, mo
     with pytest.raises(ProviderError, match="simulated start failure"):
         provider.launch(pool)
     assert containers_of(client, pool) == []
+
+
+def test_cpu_percent_idle_busy_idle(provider, pool, client):
+    """A bounded busy loop run with `docker exec` shows as most of a core; idle before and after."""
+    inst = provider.launch(pool)
+    other = provider.launch(pool)
+    t0 = time.monotonic()
+    seconds = provider.cpu_seconds(pool, [inst.name, other.name, f"{pool}-000000"])
+    assert time.monotonic() - t0 < 0.5  # cgroup files, not the engine's 1-s stats
+    assert seconds[f"{pool}-000000"] is None
+    assert all(isinstance(seconds[n], float) and seconds[n] >= 0 for n in (inst.name, other.name))
+
+    idle = sample_cpu_percent(provider, pool, [inst.name], 1.0)[inst.name]
+    assert idle is not None and idle < 10, idle
+
+    busy_loop = subprocess.Popen(
+        ["docker", "exec", inst.extra["container_id"], "timeout", "5", "sh", "-c", "while :; do :; done"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)  # the loop runs
+        busy = sample_cpu_percent(provider, pool, [inst.name, other.name], 2.0)
+    finally:
+        busy_loop.wait(15)
+    assert busy[inst.name] is not None and busy[inst.name] > 50, busy
+    assert busy[inst.name] < 110, busy  # one shell loop: at most one core
+    assert busy[other.name] is not None and busy[other.name] < 10, busy  # only that container
+
+    time.sleep(0.3)
+    idle_again = sample_cpu_percent(provider, pool, [inst.name], 1.0)[inst.name]
+    assert idle_again is not None and idle_again < 10, idle_again
+
+
+def test_cpu_seconds_from_the_engine_stats_agree_with_the_cgroup(provider, pool, client):
+    """The fallback for engines whose cgroups this machine cannot read (remote, Desktop VM)."""
+    inst = provider.launch(pool)
+    cid = inst.extra["container_id"]
+    from_cgroup = cgroup_cpu_seconds(cid)
+    from_engine = provider._engine_cpu_seconds(cid)
+    assert from_cgroup is not None and from_engine is not None
+    assert abs(from_engine - from_cgroup) < 0.5  # the same counter, read a moment apart
+
+
+def test_cpu_seconds_of_a_stopped_container_is_none(provider, pool, client):
+    inst = provider.launch(pool)
+    client.containers.get(inst.extra["container_id"]).kill()
+    assert provider.cpu_seconds(pool, [inst.name]) == {inst.name: None}
+    assert provider._engine_cpu_seconds(inst.extra["container_id"]) is None

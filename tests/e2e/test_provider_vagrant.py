@@ -28,6 +28,7 @@ from ansible.module_utils.hapool.providers import (
     ProviderError,
     ProviderUnavailableError,
     get_provider,
+    sample_cpu_percent,
 )
 from ansible.module_utils.hapool.providers.vagrant import VagrantProvider
 
@@ -167,3 +168,29 @@ def test_missing_image_is_a_clear_error_before_vagrant_runs(provider, pool, clie
     assert time.monotonic() - t0 < 5  # no `vagrant up`, no pull attempt
     assert provider.read_state()["machines"] == {}
     assert containers_of(client, pool) == []
+
+
+def test_cpu_percent_of_the_container_vagrant_made(provider, pool, client):
+    """The docker backend reads CPU time like the docker provider: idle, a bounded busy loop in
+    the container (`docker exec`), idle again; then destroyed, it cannot be read."""
+    inst = provider.launch(pool)
+    assert provider.cpu_seconds(pool, [inst.name, f"{pool}-000000"])[f"{pool}-000000"] is None
+    idle = sample_cpu_percent(provider, pool, [inst.name], 0.5)[inst.name]
+    assert idle is not None and idle < 10, idle
+
+    busy_loop = subprocess.Popen(
+        ["docker", "exec", inst.extra["container_id"], "timeout", "3", "sh", "-c", "while :; do :; done"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.3)
+        busy = sample_cpu_percent(provider, pool, [inst.name], 1.5)[inst.name]
+    finally:
+        busy_loop.wait(15)
+    assert busy is not None and 50 < busy < 110, busy
+    idle_again = sample_cpu_percent(provider, pool, [inst.name], 0.5)[inst.name]
+    assert idle_again is not None and idle_again < 10, idle_again
+
+    provider.destroy(pool, inst)
+    assert provider.cpu_seconds(pool, [inst.name]) == {inst.name: None}

@@ -31,8 +31,9 @@ from ansible.module_utils.hapool.providers import (
     NameReusedError,
     ProviderError,
     get_provider,
+    sample_cpu_percent,
 )
-from ansible.module_utils.hapool.providers.local import LocalProvider, pid_alive
+from ansible.module_utils.hapool.providers.local import LocalProvider, pid_alive, proc_table
 
 pytestmark = pytest.mark.integration
 
@@ -264,3 +265,87 @@ def test_a_busy_fixed_port_is_a_clear_error_and_leaves_nothing(provider: LocalPr
         ):
             blocked.launch("web")
     assert blocked.list() == []
+
+
+# --- CPU usage ----------------------------------------------------------------------------------
+
+
+def hammer(address: str, port: int, until: float, served: list[int]) -> None:
+    """Keep nginx busy until ``until``: keep-alive connections, 50 pipelined GETs per write, so
+    the client spends little CPU per request and nginx a lot. Bounded by ``until`` and timeouts."""
+    batch = 50
+    request = b"GET / HTTP/1.1\r\nHost: cpu\r\n\r\n" * batch
+    while time.monotonic() < until:
+        try:
+            with socket.create_connection((address, port), timeout=2) as conn:
+                conn.settimeout(2)
+                for _ in range(100):
+                    if time.monotonic() >= until:
+                        break
+                    conn.sendall(request)
+                    data = b""
+                    while data.count(b"HTTP/1.1 200") < batch:
+                        chunk = conn.recv(1 << 16)
+                        if not chunk:
+                            raise OSError("closed by nginx")
+                        data += chunk
+                    served.append(batch)
+        except OSError:
+            pass
+
+
+def test_cpu_percent_of_an_idle_and_a_busy_host(provider: LocalProvider):
+    idle, busy = provider.launch("web"), provider.launch("web")
+    first = provider.cpu_seconds("web", [idle.name, busy.name, "web-000000"])
+    assert first["web-000000"] is None
+    assert all(isinstance(first[i.name], float) and first[i.name] >= 0 for i in (idle, busy))
+
+    served: list[int] = []
+    until = time.monotonic() + 4.0
+    threads = [
+        threading.Thread(target=hammer, args=(busy.address, busy.port, until, served)) for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.3)  # load running
+        percent = sample_cpu_percent(provider, "web", [idle.name, busy.name], 2.0)
+    finally:
+        for t in threads:
+            t.join(10)
+    assert not any(t.is_alive() for t in threads)
+    assert sum(served) > 1000, "the load generator did not get answers"
+    assert percent[idle.name] is not None and percent[idle.name] < 5.0, percent
+    assert percent[busy.name] is not None and percent[busy.name] > max(20.0, percent[idle.name] + 15), percent
+    assert percent[busy.name] < 100.0 * (os.cpu_count() or 1) + 10  # one worker process: at most ~a core
+
+    # the counter only grows, and a destroyed host cannot be read any more
+    later = provider.cpu_seconds("web", [busy.name])
+    assert later[busy.name] is not None and later[busy.name] >= first[busy.name]  # type: ignore[operator]
+    provider.destroy("web", busy)
+    assert provider.cpu_seconds("web", [busy.name]) == {busy.name: None}
+    assert sample_cpu_percent(provider, "web", [busy.name], 5.0) == {busy.name: None}  # no wait
+
+
+def test_cpu_counter_survives_a_reload(provider: LocalProvider):
+    """A reload replaces the workers; their time moves to the master's reaped-children counter,
+    so the host's counter does not drop."""
+    inst = provider.launch("web")
+    master = inst.extra["pid"]
+
+    def workers() -> set[int]:
+        return {s.pid for s in proc_table().values() if s.ppid == master}  # zombies included
+
+    served: list[int] = []
+    hammer(inst.address, inst.port, time.monotonic() + 1.0, served)
+    before = provider.cpu_seconds("web", [inst.name])[inst.name]
+    assert before is not None and before > 0
+    old_workers = workers()
+    assert old_workers
+    subprocess.run([*inst.extra["nginx_command"], "-s", "reload"], check=True, capture_output=True)
+    deadline = time.monotonic() + 10
+    while workers() & old_workers and time.monotonic() < deadline:  # until reaped by the master
+        time.sleep(0.05)
+    assert not workers() & old_workers and workers()
+    after = provider.cpu_seconds("web", [inst.name])[inst.name]
+    assert after is not None and after >= before

@@ -8,9 +8,11 @@ provider is the thing that launches and terminates instances:
 - ``vagrant`` — a Vagrant machine per instance (Vagrant's docker provider here, libvirt or
   VirtualBox for real VMs), through python-vagrant.
 
-Every provider implements :class:`Provider`: ``list``, ``get``, ``launch``, ``destroy``. Their
-state lives on disk or in the engine, so a new provider object (a new process, after a
-controller restart) finds the instances again.
+Every provider implements :class:`Provider`: ``list``, ``get``, ``launch``, ``destroy``, and
+``cpu_seconds`` (the CPU time each host consumed so far; :func:`cpu_percent` and
+:func:`sample_cpu_percent` turn two samples into percent of one core). Their state lives on
+disk or in the engine, so a new provider object (a new process, after a controller restart)
+finds the instances again.
 
 This package is stdlib-only at import time. The docker SDK and python-vagrant are imported
 lazily by the provider that needs them; a missing SDK is a :class:`ProviderUnavailableError`.
@@ -25,13 +27,14 @@ import fcntl
 import importlib
 import inspect
 import json
+import math
 import os
 import pathlib
 import random
 import re
 import tempfile
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import HapoolError
@@ -341,6 +344,18 @@ class Provider(abc.ABC):
         """Stop and remove an instance. Returns what was destroyed (state ``destroyed``), or
         ``None`` when there was no such instance (destroy is idempotent)."""
 
+    def cpu_seconds(self, pool: str, names: Sequence[str]) -> dict[str, float | None]:
+        """Cumulative CPU time (user + system, in seconds) each instance of ``names`` has used so
+        far, by instance name; ``None`` where it cannot be read (no such instance, not running,
+        or the provider cannot tell). Only the difference of two samples means something: see
+        :func:`cpu_percent` and :func:`sample_cpu_percent`.
+
+        This default knows nothing and returns ``None`` for every name; providers that can
+        measure override it.
+        """
+        validate_pool(pool)
+        return dict.fromkeys((instance_name(n) for n in names), None)
+
     def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release engine connections (docker client); safe to call twice."""
 
@@ -357,6 +372,79 @@ def instance_name(instance: Instance | str) -> str:
 
 def sort_instances(instances: list[Instance]) -> list[Instance]:
     return sorted(instances, key=lambda i: (i.pool, i.created, i.name))
+
+
+# --- CPU usage ----------------------------------------------------------------------------------
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def cpu_percent(
+    before: Mapping[str, float | None], after: Mapping[str, float | None], seconds: float
+) -> dict[str, float | None]:
+    """CPU usage between two :meth:`Provider.cpu_seconds` samples taken ``seconds`` apart, in
+    percent of ONE core (100.0 = one core fully busy; a host keeping two cores busy shows 200.0,
+    like ``top``). Pure: the caller measures the elapsed time.
+
+    Every name of either sample is in the result (``before``'s order, then new ones of
+    ``after``); it is ``None`` where either sample is missing or ``None``, or where the counter
+    went backwards (the host was restarted or replaced between the samples).
+    """
+    elapsed = _finite(seconds)
+    if elapsed is None or elapsed <= 0:
+        raise ProviderError(f"cpu_percent needs a positive, finite number of seconds, not {seconds!r}")
+    result: dict[str, float | None] = {}
+    for name in (*before, *(n for n in after if n not in before)):
+        start, end = _finite(before.get(name)), _finite(after.get(name))
+        if start is None or end is None or end < start:
+            result[name] = None
+        else:
+            result[name] = (end - start) / elapsed * 100.0
+    return result
+
+
+def sample_cpu_percent(
+    provider: Provider,
+    pool: str,
+    names: Sequence[str],
+    interval: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, float | None]:
+    """CPU usage of the instances ``names`` of ``pool`` over about ``interval`` seconds, in
+    percent of one core (see :func:`cpu_percent`).
+
+    Samples :meth:`Provider.cpu_seconds` twice with ``sleep(interval)`` in between. The elapsed
+    time is measured with ``clock`` (monotonic), from the middle of the first sampling call to the
+    middle of the second, so the time a sample itself takes (an engine's API) is not mistaken for
+    CPU time. When no instance can be read in the first sample it returns at once (all ``None``)
+    without sleeping.
+    """
+    span = _finite(interval)
+    if span is None or span <= 0:
+        raise ProviderError(f"the sampling interval must be a positive number of seconds, not {interval!r}")
+    t0 = clock()
+    before = provider.cpu_seconds(pool, names)
+    t1 = clock()
+    if all(v is None for v in before.values()):
+        return dict.fromkeys(before, None)
+    sleep(span)
+    t2 = clock()
+    after = provider.cpu_seconds(pool, names)
+    t3 = clock()
+    elapsed = ((t2 + t3) - (t0 + t1)) / 2
+    if not elapsed > 0:
+        raise ProviderError(f"the clock did not advance while sampling CPU usage ({elapsed!r} s)")
+    return cpu_percent(before, after, elapsed)
 
 
 def get_provider(name: str, *, state_root: str | os.PathLike[str] | None = None, **settings: Any) -> Provider:
@@ -405,12 +493,14 @@ __all__ = [
     "Provider",
     "ProviderError",
     "ProviderUnavailableError",
+    "cpu_percent",
     "default_project_dir",
     "default_state_root",
     "file_lock",
     "get_provider",
     "new_instance_name",
     "read_json",
+    "sample_cpu_percent",
     "validate_instance_name",
     "validate_pool",
     "write_json_atomic",

@@ -16,6 +16,11 @@ outlives the controller. Liveness = the pid in ``logs/nginx.pid`` is a live (not
 process whose command line names this prefix. The nginx_web role re-configures the host
 through ``nginx_web_prefix`` and reloads it; it must keep ``pid logs/nginx.pid``.
 
+CPU usage (:meth:`LocalProvider.cpu_seconds`): the user + system time of the nginx master and
+all its descendants (the workers), plus the time of the children the master has already
+reaped (``cutime`` + ``cstime``: workers replaced by a reload), so the counter does not go
+backwards on a reload; read from ``/proc/<pid>/stat`` in clock ticks (``SC_CLK_TCK``).
+
 Addresses: every instance listens on an address of ``bind_network`` (a loopback CIDR; default
 ``127.0.0.1/32``) and ``port`` (default 0: a free port the kernel picks for each instance).
 With ``bind_network: 127.0.1.0/24`` and ``port: 80`` each host gets its own loopback address
@@ -38,8 +43,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 from . import (
     BROKEN,
@@ -122,6 +127,86 @@ def render_index(*, name: str, pool: str, address: str, port: int) -> str:
 
 
 # --- processes ----------------------------------------------------------------------------------
+
+
+class ProcStat(NamedTuple):
+    """The fields of ``/proc/<pid>/stat`` that hapool uses (times in clock ticks)."""
+
+    pid: int
+    comm: str
+    state: str
+    ppid: int
+    utime: int
+    stime: int
+    cutime: int  # user time of waited-for children
+    cstime: int  # system time of waited-for children
+
+
+def parse_proc_stat(text: str) -> ProcStat:
+    """Parse the text of ``/proc/<pid>/stat`` (see proc(5)).
+
+    ``comm`` (field 2) is the command name in parentheses and may itself hold spaces and
+    parentheses (``(nginx: (x) y)``), so it runs from the first ``(`` to the LAST ``)``; the
+    remaining fields are split on whitespace: state, ppid, ..., utime (14), stime (15), cutime
+    (16), cstime (17). Raises :class:`ProviderError` if the text is not of that shape.
+    """
+    head, paren, tail = text.partition("(")
+    comm, close, rest = tail.rpartition(")")
+    fields = rest.split()
+    try:
+        if not (paren and close) or len(fields) < 15:
+            raise ValueError("too few fields")
+        return ProcStat(
+            pid=int(head),
+            comm=comm,
+            state=fields[0],
+            ppid=int(fields[1]),
+            utime=int(fields[11]),
+            stime=int(fields[12]),
+            cutime=int(fields[13]),
+            cstime=int(fields[14]),
+        )
+    except ValueError as exc:
+        raise ProviderError(f"unexpected /proc/<pid>/stat text {text[:120]!r}: {exc}") from exc
+
+
+def proc_table(proc: str = "/proc") -> dict[int, ProcStat]:
+    """Every process of ``proc`` (one pass; processes that exit meanwhile are skipped)."""
+    table: dict[int, ProcStat] = {}
+    try:
+        entries = os.listdir(proc)
+    except OSError as exc:
+        raise ProviderError(f"cannot list {proc}: {exc}") from exc
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"{proc}/{entry}/stat", encoding="utf-8", errors="replace") as fh:
+                table[int(entry)] = parse_proc_stat(fh.read())
+        except (OSError, ProviderError):
+            continue
+    return table
+
+
+def tree_cpu_ticks(root: int, table: dict[int, ProcStat]) -> int | None:
+    """CPU ticks of ``root`` and all its descendants in ``table`` (utime + stime each), plus
+    ``root``'s reaped children (cutime + cstime). ``None`` if ``root`` is not in the table."""
+    if root not in table:
+        return None
+    children: dict[int, list[int]] = {}
+    for stat in table.values():
+        children.setdefault(stat.ppid, []).append(stat.pid)
+    top = table[root]
+    ticks = top.cutime + top.cstime
+    todo, seen = [root], {root}
+    while todo:
+        pid = todo.pop()
+        ticks += table[pid].utime + table[pid].stime
+        for child in children.get(pid, ()):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return ticks
 
 
 def _proc_state(pid: int) -> str | None:
@@ -386,6 +471,32 @@ class LocalProvider(Provider):
 
     def _used_endpoints(self) -> set[tuple[str, int]]:
         return {(i.address, i.port) for i in self.list() if i.port}
+
+    # -- CPU usage
+
+    def cpu_seconds(self, pool: str, names: Sequence[str]) -> dict[str, float | None]:
+        """User + system seconds of each instance's nginx: master, workers (all descendants)
+        and the master's reaped children, from /proc. ``None`` for a host that is not running
+        (or not of this pool)."""
+        validate_pool(pool)
+        result: dict[str, float | None] = dict.fromkeys((instance_name(n) for n in names), None)
+        masters: dict[str, int] = {}
+        for name in result:
+            prefix = self.prefix(pool, name)
+            pid = read_pid(prefix / "logs" / "nginx.pid")
+            if pid is not None and pid_alive(pid, marker=str(prefix)):
+                masters[name] = pid
+        if not masters:
+            return result
+        try:
+            ticks_per_second = os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError) as exc:
+            raise ProviderError(f"cannot read the clock tick rate (SC_CLK_TCK): {exc}") from exc
+        table = proc_table()
+        for name, pid in masters.items():
+            ticks = tree_cpu_ticks(pid, table)
+            result[name] = None if ticks is None else ticks / ticks_per_second
+        return result
 
     # -- launch
 

@@ -24,6 +24,12 @@ network traffic). Backends (``backend`` setting, Vagrant's ``--provider``):
 - ``libvirt`` / ``virtualbox``: a VM from ``box`` with a static private-network address
   allocated from ``vm_network`` (default 192.168.56.0/24, from .10 up), provisioned with
   nginx by the Vagrantfile; port 80.
+
+CPU usage (:meth:`VagrantProvider.cpu_seconds`): for the docker backend, the container's
+cgroup counter read exactly as the docker provider does (:func:`.docker.containers_cpu_seconds`:
+``/sys/fs/cgroup`` by container id, else the engine's stats API through the Docker SDK when it
+is installed); VM backends are not supported yet (``None``: the guest's CPU time would need
+libvirt's or VirtualBox's own counters, or a command run over SSH).
 """
 
 from __future__ import annotations
@@ -38,8 +44,9 @@ import random
 import shutil
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from . import (
@@ -65,6 +72,7 @@ from . import (
     validate_pool,
     write_json_atomic,
 )
+from . import docker as docker_provider
 
 BACKENDS = ("docker", "libvirt", "virtualbox")
 STATE_VERSION = 1
@@ -125,6 +133,50 @@ def _tail(path: pathlib.Path, lines: int = 6) -> str:
     errors = [line for line in kept if "error" in line.lower() and not line.startswith("Command:")]
     gist = errors[-2:] if errors else kept[-lines:]
     return " | ".join(gist) + f" (full log: {path})"
+
+
+class _LazyEngine:
+    """A Docker SDK client made on first use (only when a container's cgroup is not readable
+    here) from the provider's environment, closed on exit. Without the SDK — the vagrant
+    provider itself does not need it — CPU usage is ``None``."""
+
+    def __init__(self, environment: Mapping[str, str]) -> None:
+        self.environment = dict(environment)
+        self._lock = threading.Lock()
+        self._made = False
+        self._sdk: Any = None
+        self._client: Any = None
+
+    def _get(self) -> tuple[Any, Any]:
+        with self._lock:
+            if not self._made:
+                self._made = True
+                try:
+                    self._sdk = docker_provider._import_sdk()
+                except ProviderUnavailableError:
+                    return None, None
+                try:
+                    self._client = self._sdk.from_env(environment=self.environment)
+                except Exception as exc:
+                    raise ProviderUnavailableError(
+                        f"cannot connect to the Docker engine for container stats: {exc}"
+                    ) from exc
+            return self._sdk, self._client
+
+    def cpu_seconds(self, container_id: str) -> float | None:
+        sdk, client = self._get()
+        if client is None:
+            return None
+        return docker_provider.engine_cpu_seconds(sdk, client, container_id)
+
+    def __enter__(self) -> _LazyEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
 
 
 class VagrantProvider(Provider):
@@ -393,6 +445,35 @@ class VagrantProvider(Provider):
         if m is None or m.get("pool") != validate_pool(pool):
             return None
         return self._instances({name: m})[0]
+
+    # -- CPU usage
+
+    def cpu_seconds(self, pool: str, names: Sequence[str]) -> dict[str, float | None]:
+        """CPU seconds of each running docker-backend machine (its container's cgroup counter,
+        as the docker provider reads it); ``None`` for stopped or unknown machines and, not
+        supported yet, for VM backends. Costs one ``docker inspect``."""
+        validate_pool(pool)
+        result: dict[str, float | None] = dict.fromkeys((instance_name(n) for n in names), None)
+        machines = self.read_state()["machines"]
+        ids: dict[str, str] = {}
+        for name in result:
+            m = machines.get(name)
+            if m is None or m.get("pool") != pool or m.get("backend", "docker") != "docker":
+                continue  # VM backends: not supported yet
+            cid = self._container_id(name)
+            if cid:
+                ids[name] = cid
+        if not ids:
+            return result
+        inspected = self._inspect(sorted(set(ids.values())))
+        running: dict[str, str] = {}
+        for name, cid in ids.items():
+            info = inspected.get(cid)
+            if info is not None and (info.get("State") or {}).get("Running"):
+                running[name] = str(info.get("Id", cid))
+        with _LazyEngine(self.environment()) as engine:
+            result.update(docker_provider.containers_cpu_seconds(running, engine.cpu_seconds))
+        return result
 
     # -- launch
 
