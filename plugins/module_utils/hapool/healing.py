@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from .errors import InvalidArgumentError
+from .settings import number_setting as _number
 
 #: Status classes (``StatRow.status_class``) the healer treats as failed.
 FAILED_STATUSES = frozenset({"DOWN"})
@@ -74,21 +75,6 @@ class InstanceLike(Protocol):
 
     @property
     def state(self) -> str: ...
-
-
-def _number(cfg: Mapping[str, Any], key: str, default: float, *, minimum: float = 0.0) -> float:
-    value = cfg.get(key, default)
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        raise InvalidArgumentError(f"{key} must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"{key} must be a number, got {value!r}") from None
-    if number < minimum:
-        raise InvalidArgumentError(f"{key} must be >= {minimum:g}, got {number:g}")
-    return number
 
 
 @dataclass(frozen=True)
