@@ -18,7 +18,8 @@ description:
     older than the pool's C(grace_period), or when the provider says it is not alive (its nginx
     or container is gone). A live instance the balancer does not know is B(registered); a
     server without an instance is B(removed) from the balancer (static C(servers) of the pool
-    are left alone).
+    are left alone). Hosts a scale-in is removing (a C(scale_drain) event in the log, see
+    M(scale_plan)) are left alone.
   - "Guards: at most C(max_replace_per_run) replacements (DOWN longest first); the B(circuit
     breaker) - when every server of the pool is DOWN, or more than C(circuit_threshold) of
     them, nothing is replaced, a C(circuit_open) event is logged and the module fails (the
@@ -218,6 +219,7 @@ from ansible.module_utils.hapool.providers import (
 )
 from ansible.module_utils.hapool.providers import validate_pool
 from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
+from ansible.module_utils.hapool.scaling import EVENT_DRAIN
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
@@ -228,22 +230,32 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     rows = [row for row in RuntimeClient(p["socket"], timeout=p["timeout"]).show_stat(pool) if row.is_server]
     with provider_from_params(p) as provider:
         instances = provider.list(pool)
-    history = read_events(p["event_log"], pool=pool, actions=(REPLACE,)) if p["event_log"] else []
-    plan = plan_heal(pool_cfg, rows, instances, history, now)
+    history = read_events(p["event_log"], pool=pool, actions=(REPLACE, EVENT_DRAIN)) if p["event_log"] else []
+    leaving = {str(e.get("instance")) for e in history if e.get("action") == EVENT_DRAIN}
+    replaced = [e for e in history if e.get("action") == REPLACE]
+    plan = plan_heal(pool_cfg, rows, instances, replaced, now, leaving=leaving)
 
     events = []
     if plan.circuit_open:
         events.append(
             make_event(
-                time=now, pool=pool, action="circuit_open", reason=plan.circuit_reason,
-                servers_total=plan.servers_total, servers_down=plan.servers_down,
+                time=now,
+                pool=pool,
+                action="circuit_open",
+                reason=plan.circuit_reason,
+                servers_total=plan.servers_total,
+                servers_down=plan.servers_down,
             )
         )
     for decision in plan.decisions:
         if decision.action == BACKOFF:
             events.append(
                 make_event(
-                    time=now, pool=pool, action=BACKOFF, instance=decision.name, reason=decision.reason,
+                    time=now,
+                    pool=pool,
+                    action=BACKOFF,
+                    instance=decision.name,
+                    reason=decision.reason,
                     not_before=decision.not_before,
                 )
             )

@@ -116,6 +116,16 @@ def test_orphans_both_ways() -> None:
     assert plan.register == ["web-new"] and plan.remove_servers == ["gone"]
 
 
+def test_hosts_a_scale_in_is_removing_are_left_alone() -> None:
+    # Drained and deleted from the balancer, then the run died before destroying it: the
+    # healer must not register it back, nor replace it when it is dead.
+    servers = [Row("web-b", "UP"), Row("web-c", "DRAIN")]
+    instances = [inst("web-a"), inst("web-b"), inst("web-c", state="stopped")]
+    plan = plan_heal(pool(), servers, instances, [], NOW, leaving={"web-a", "web-c"})
+    assert actions(plan) == {"web-a": KEEP, "web-b": KEEP, "web-c": KEEP}
+    assert not plan.changes and "scale-in" in plan.decisions[0].reason
+
+
 def test_max_replace_per_run_takes_the_longest_down_first() -> None:
     servers = [Row(f"web-{c}", "DOWN", lastchg=n) for n, c in enumerate("abc")] + [
         Row(f"web-{c}", "UP") for c in "defghij"

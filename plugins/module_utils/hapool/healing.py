@@ -28,7 +28,7 @@ Guards:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -275,8 +275,11 @@ def plan_heal(
     instances: Sequence[InstanceLike],
     history: Sequence[Mapping[str, Any]],
     now: float,
+    *,
+    leaving: Collection[str] = (),
 ) -> HealPlan:
-    """Decide what the healer does with a pool (see the module docstring)."""
+    """Decide what the healer does with a pool (see the module docstring). ``leaving`` names
+    the hosts a scale-in is removing: the healer keeps its hands off them."""
     pool = str(pool_cfg.get("name") or "")
     if not pool:
         raise InvalidArgumentError("the pool has no name")
@@ -288,6 +291,14 @@ def plan_heal(
     decisions: list[Decision] = []
     candidates: list[tuple[float, Decision]] = []
     for name, inst in by_instance.items():
+        if name in leaving:
+            row = by_server.get(name)
+            status = None if row is None else row.status_class
+            reason = "leaving: a scale-in is removing it"
+            decisions.append(
+                Decision(KEEP, name, reason, in_balancer=row is not None, has_instance=True, status=status)
+            )
+            continue
         decision, failing_for = _judge_instance(inst, by_server.get(name), settings, now)
         if decision.action == REPLACE:
             candidates.append((failing_for, decision))
