@@ -134,6 +134,14 @@ options:
     description: Seconds to wait for sessions to end (O(wait), O(state=absent)).
     type: float
     default: 300.0
+  force:
+    description:
+      - With O(state=absent), when sessions are still open after O(drain_timeout), close them
+        (C(shutdown sessions server)) and delete the server anyway, like a load balancer's
+        deregistration delay. RV(forced_sessions) says how many were closed.
+      - Without it, the module fails after O(drain_timeout) and leaves the server in MAINT.
+    type: bool
+    default: false
   poll_interval:
     description: Seconds between two looks at the session count while waiting.
     type: float
@@ -352,6 +360,11 @@ sessions:
   returned: always
   type: int
   sample: 0
+forced_sessions:
+  description: Sessions closed by O(force) after O(drain_timeout) (0 when none had to be).
+  returned: always
+  type: int
+  sample: 0
 waited:
   description: Seconds spent waiting for sessions to end.
   returned: always
@@ -370,6 +383,7 @@ state_file_written:
   type: bool
 """
 
+import time
 import traceback
 from typing import Any
 
@@ -391,6 +405,9 @@ from ansible.module_utils.hapool.haproxy import (
     validate_address,
     validate_name,
 )
+
+#: Seconds left to delete a server after its sessions were shut down (O(force)).
+FORCE_GRACE = 10.0
 
 
 def _options(params: dict[str, Any]) -> ServerOptions:
@@ -529,6 +546,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         "before": before.as_dict() if before else None,
         "sessions": before.scur if before else 0,
         "waited": 0.0,
+        "forced_sessions": 0,
         "state_file_written": False,
     }
     if server_line:
@@ -554,9 +572,23 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             if before.admin != "maint":
                 client.set_server_state(backend, name, "maint")
                 done.append(plan.lines[0])
-            result["waited"] = round(
-                client.remove_server(backend, name, p["drain_timeout"], interval=p["poll_interval"]), 3
-            )
+            timeout = p["drain_timeout"]
+            if p["force"]:
+                started = time.monotonic()
+                try:
+                    client.wait_drained(backend, name, timeout, interval=p["poll_interval"])
+                except DrainTimeoutError as exc:
+                    # The deregistration delay is over: close what is left, then delete.
+                    client.shutdown_sessions(backend, name)
+                    done.append(f"shutdown sessions server {backend}/{name}")
+                    result["commands"] = [*plan.lines[:-1], done[-1], plan.lines[-1]]
+                    result["forced_sessions"] = exc.sessions
+                    timeout = FORCE_GRACE
+                waited = time.monotonic() - started
+            else:
+                waited = 0.0
+            waited += client.remove_server(backend, name, timeout, interval=p["poll_interval"])
+            result["waited"] = round(waited, 3)
             done.append(plan.lines[-1])
         for step in plan.steps if state != "absent" else []:
             client.execute(*step)
@@ -616,6 +648,7 @@ def main() -> None:
             "health_gate": {"type": "bool", "default": True},
             "wait": {"type": "bool", "default": False},
             "drain_timeout": {"type": "float", "default": 300.0},
+            "force": {"type": "bool", "default": False},
             "poll_interval": {"type": "float", "default": 0.2},
             "state_file": {"type": "path"},
         },

@@ -218,6 +218,30 @@ def test_absent_timeout_fails_and_leaves_the_server_in_maint(pool: Pool) -> None
     assert "web1" not in pool.statuses()
 
 
+def test_absent_force_closes_what_is_left_after_the_drain_timeout(pool: Pool) -> None:
+    results: list[object] = []
+
+    def slow() -> None:
+        try:
+            results.append(pool.get("/slow", timeout=20))
+        except Exception as exc:  # the session is cut: that is the point
+            results.append(exc)
+
+    thread = threading.Thread(target=slow, daemon=True)
+    server(pool, "web2", state="maint")
+    thread.start()
+    pool.wait_until_sessions("web1", 1)
+    started = time.monotonic()
+    result = server(pool, "web1", state="absent", drain_timeout=0.5, poll_interval=0.05, force=True)
+    assert not result.get("failed"), result
+    assert result["forced_sessions"] == 1 and result["state"] == "absent" and time.monotonic() - started < 8
+    assert result["commands"][-2:] == ["shutdown sessions server app/web1", "del server app/web1"]
+    assert "web1" not in pool.statuses()
+    thread.join(10)
+    # Nothing else was touched; without a session left, force changes nothing.
+    assert server(pool, "web2", state="absent", drain_timeout=5, force=True)["forced_sessions"] == 0
+
+
 # The builder is tested with many more in tests/unit/test_haproxy_commands.py.
 HOSTILE = [
     "web1;del server app/web2",
