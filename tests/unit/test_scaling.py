@@ -153,11 +153,14 @@ HEADER = (
     "status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,"
     "type,rate,rate_lim,rate_max,\n"
 )
-STAT = HEADER + """web,web-a,0,0,3,5,,100,0,0,,0,,0,0,0,0,UP,1,1,0,0,0,10,0,,1,3,1,,100,,2,12,,20,
+STAT = (
+    HEADER
+    + """web,web-a,0,0,3,5,,100,0,0,,0,,0,0,0,0,UP,1,1,0,0,0,10,0,,1,3,1,,100,,2,12,,20,
 web,web-b,0,0,0,1,,10,0,0,,0,,0,0,0,0,DOWN,1,1,0,1,1,10,0,,1,3,2,,10,,2,0,,1,
 web,ghost,0,0,0,1,,10,0,0,,0,,0,0,0,0,UP,1,1,0,0,0,10,0,,1,3,3,,10,,2,0,,1,
 web,BACKEND,0,0,3,5,,110,0,0,0,0,,0,0,0,0,UP,2,2,0,,0,10,0,,1,3,0,,110,,1,12,,20,
 """
+)
 
 
 class Inst:
@@ -343,6 +346,16 @@ def test_recommendation_recorded_only_when_it_changes() -> None:
     assert plan_scale(
         "web", s, hosts(10, 10), [rec_event(NOW - 9, 2), rec_event(NOW - 5, 3)], now=NOW
     ).record_recommendation
+
+
+def test_recorded_recommendations_as_text_count_and_garbage_does_not() -> None:
+    s = make_settings(TARGET_RATE, scale_in_stabilization=300, scale_in_cooldown=0)
+    history = [rec_event(NOW - 1000, 3), {**rec_event(NOW - 400, 1), "recommendation": "1"}]
+    assert plan_scale("web", s, hosts(1, 1, 1), history, now=NOW).action == "scale_in"
+    history[1]["recommendation"] = "lots"  # unusable: the 3 before it stays in force
+    assert plan_scale("web", s, hosts(1, 1, 1), history, now=NOW).action == "none"
+    text = [{**rec_event(NOW - 5, 2), "recommendation": "2"}]
+    assert not plan_scale("web", s, hosts(10, 10), text, now=NOW).record_recommendation
 
 
 def test_plan_as_dict_is_json_friendly() -> None:

@@ -491,14 +491,25 @@ def _last_time(history: Sequence[Mapping[str, Any]], actions: tuple[str, ...]) -
     return max(times) if times else None
 
 
+def _recorded_value(event: Mapping[str, Any]) -> int | None:
+    """The count of a ``scale_recommendation`` event (a number, or its text), None if unusable."""
+    value = event.get("recommendation")
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def _stabilized(
     raw: int, current: int, history: Sequence[Mapping[str, Any]], now: float, window: float
 ) -> tuple[int, str]:
     """The highest recommendation in effect during the last ``window`` seconds (HPA's rule)."""
     recorded = sorted(
-        (float(e.get("time") or 0), int(e["recommendation"]))
+        (float(e.get("time") or 0), value)
         for e in history
-        if e.get("action") == EVENT_RECOMMENDATION and isinstance(e.get("recommendation"), int)
+        if e.get("action") == EVENT_RECOMMENDATION and (value := _recorded_value(e)) is not None
     )
     start = now - window
     before = [value for when, value in recorded if when <= start]
@@ -558,9 +569,7 @@ def plan_scale(  # noqa: PLR0912, PLR0915 - one readable pass over the rules, in
         reasons.append(f"no policy has a recommendation: keep {current}")
     recorded = [e for e in history if e.get("action") == EVENT_RECOMMENDATION]
     last = max(recorded, key=lambda e: float(e.get("time") or 0), default=None)
-    record = (
-        bool(settings.policies) and raw is not None and (last is None or last.get("recommendation") != raw)
-    )
+    record = bool(settings.policies) and raw is not None and (last is None or _recorded_value(last) != raw)
 
     target = current if raw is None else raw
     if target < current and settings.policies and settings.scale_in_stabilization > 0:
