@@ -33,6 +33,7 @@ class Load:
     max_seconds: float = 30.0
     timeout: float = 5.0
     pause: float = 0.0  # seconds each client waits after each request (0: as fast as it can)
+    rate: float | None = None  # requests per second in all (request n is due at start + n / rate)
     outcomes: list[Outcome] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -41,9 +42,11 @@ class Load:
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(self.clients)]
         self._deadline = 0.0
+        self._started = 0.0
 
     def start(self) -> Load:
-        self._deadline = time.monotonic() + self.max_seconds
+        self._started = time.monotonic()
+        self._deadline = self._started + self.max_seconds
         for thread in self._threads:
             thread.start()
         return self
@@ -77,6 +80,10 @@ class Load:
                     seq = next(self._seq)
                 if seq >= self.max_requests:
                     return
+                if self.rate:
+                    due = self._started + seq / self.rate
+                    if self._stop.wait(max(0.0, due - time.monotonic())):
+                        return
                 try:
                     conn.request("GET", self.path)
                     response = conn.getresponse()

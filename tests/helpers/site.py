@@ -63,10 +63,11 @@ class Deployment:
     def remove_state(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def play(self, playbook: str, **extra: Any) -> subprocess.CompletedProcess[str]:
+    def play(self, playbook: str, *args: str, **extra: Any) -> subprocess.CompletedProcess[str]:
+        """Run a playbook with the deployment's vars (and ``extra``); ``args`` go to ansible-playbook."""
         return subprocess.run(
             [str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(ROOT / "playbooks" / playbook),
-             "-e", json.dumps({**self.extra_vars, **extra})],
+             "-e", json.dumps({**self.extra_vars, **extra}), *args],
             cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=600, check=False,
         )
 
