@@ -21,56 +21,17 @@ description:
 version_added: "0.1.0"
 author:
   - hapool contributors
+extends_documentation_fragment:
+  - hapool_provider
 options:
   pool:
     description: The pool to list. All pools of the provider when omitted.
     type: str
-  provider:
-    description: Which provider to ask.
-    type: str
-    choices: [local, docker, vagrant]
-    default: local
-  state_dir:
-    description:
-      - hapool's state directory (see M(pool_instance)); default C($HAPOOL_STATE_DIR) or the
-        project's C(.state).
-    type: path
-  image:
-    description: Ignored (accepted so that one set of pool variables serves both modules).
-    type: str
-  network:
-    description: Docker network whose addresses are reported (docker, vagrant with the docker backend).
-    type: str
-  docker_host:
-    description: Docker engine URL (docker), or C(DOCKER_HOST) for vagrant's docker backend.
-    type: str
-  bind_network:
-    description: Ignored (local).
-    type: str
-  port:
-    description: Ignored (local).
-    type: int
-  vagrant_dir:
-    description: V(vagrant) only. Directory of the machine list; default C(<state_dir>/vagrant).
-    type: path
-  vagrantfile:
-    description: V(vagrant) only. The Vagrantfile; default the project's.
-    type: path
-  vagrant_backend:
-    description: Ignored (each machine records its own backend).
-    type: str
-    choices: [docker, libvirt, virtualbox]
-  box:
-    description: Ignored.
-    type: str
-  vm_network:
-    description: Ignored.
-    type: str
-  start_timeout:
-    description: Ignored.
-    type: float
 notes:
   - Supports check mode. Has no diff (it changes nothing).
+  - The launch options of the shared provider options (O(image), O(bind_network), O(port),
+    O(box), O(vm_network), O(start_timeout)) are accepted and ignored, so that one set of pool
+    variables serves this module and M(pool_instance).
 seealso:
   - module: pool_instance
 """

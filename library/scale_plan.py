@@ -33,6 +33,8 @@ description:
 version_added: "0.2.0"
 author:
   - hapool contributors
+extends_documentation_fragment:
+  - hapool_provider
 options:
   pool:
     description:
@@ -52,48 +54,6 @@ options:
     description: Seconds to wait for HAProxy's answer.
     type: float
     default: 5.0
-  provider:
-    description: The pool's provider.
-    type: str
-    choices: [local, docker, vagrant]
-    default: local
-  state_dir:
-    description: hapool's state root (see M(pool_instance)).
-    type: path
-  image:
-    description: See M(pool_instance).
-    type: str
-  network:
-    description: See M(pool_instance).
-    type: str
-  docker_host:
-    description: See M(pool_instance).
-    type: str
-  bind_network:
-    description: See M(pool_instance).
-    type: str
-  port:
-    description: See M(pool_instance).
-    type: int
-  vagrant_dir:
-    description: See M(pool_instance).
-    type: path
-  vagrantfile:
-    description: See M(pool_instance).
-    type: path
-  vagrant_backend:
-    description: See M(pool_instance).
-    type: str
-    choices: [docker, libvirt, virtualbox]
-  box:
-    description: See M(pool_instance).
-    type: str
-  vm_network:
-    description: See M(pool_instance).
-    type: str
-  start_timeout:
-    description: See M(pool_instance).
-    type: float
   event_log:
     description:
       - The event log (JSON lines) shared with the healer. Its C(scale_out), C(scale_in),
