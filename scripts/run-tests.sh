@@ -32,8 +32,8 @@ molecule_all() {
     return $rc
 }
 
-# Usage: scripts/run-tests.sh [lint] [unit] [integration] [molecule] [e2e]   (default: all, in this order)
-want=" ${*:-lint unit integration molecule e2e} "
+# Usage: scripts/run-tests.sh [lint] [unit] [integration] [molecule] [e2e] [chaos]   (default: all, in this order)
+want=" ${*:-lint unit integration molecule e2e chaos} "
 on() { [[ "$want" == *" $1 "* ]]; }
 
 if on lint; then
@@ -45,6 +45,7 @@ on unit               && stage "unit tests"         pytest tests/unit
 on integration && stage "integration tests"  pytest tests/integration
 on molecule    && stage "molecule scenarios" molecule_all
 on e2e         && stage "end-to-end tests"   pytest tests/e2e
+on chaos       && stage "chaos tests"        pytest tests/chaos -m chaos
 
 printf '\n==================== summary\n'
 for i in "${!names[@]}"; do
