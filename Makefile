@@ -13,7 +13,20 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help setup setup-local demo test lint \
-        test-unit test-integration test-molecule test-e2e clean
+        test-unit test-integration test-molecule test-e2e clean status events
+
+# Operator views (docs/observability.md):
+#   make status [INVENTORY=inventories/docker] [EVENTS=5] [POOL=web]
+#   make events [POOL=web] [SINCE=1h] [UNTIL=...] [ACTION=replace,scale_out] [INSTANCE=...] [LIMIT=20] [JSON=1]
+INVENTORY ?=
+EVENTS    ?= 5
+POOL      ?=
+SINCE     ?=
+UNTIL     ?=
+ACTION    ?=
+INSTANCE  ?=
+LIMIT     ?=
+JSON      ?=
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -44,6 +57,15 @@ test-molecule: setup  ## molecule scenarios (docker driver, local base image)
 
 test-e2e: setup  ## playbooks and providers end to end (Docker, Vagrant; slow)
 	@bash scripts/run-tests.sh e2e
+
+status: setup-local  ## per pool: desired, instances, in service, draining, down, last events (INVENTORY=, EVENTS=, POOL=)
+	@ansible-playbook $(if $(INVENTORY),-i "$(INVENTORY)") playbooks/status.yml \
+	    -e hapool_status_events=$(EVENTS) $(if $(POOL),-e hapool_status_pool="$(POOL)")
+
+events:  ## the heal/scale event log as a table (POOL=, SINCE=10m|2h|ISO, UNTIL=, ACTION=a,b, INSTANCE=, LIMIT=, JSON=1)
+	@python3 scripts/events.py $(if $(POOL),--pool "$(POOL)") $(if $(SINCE),--since "$(SINCE)") \
+	    $(if $(UNTIL),--until "$(UNTIL)") $(if $(ACTION),--action "$(ACTION)") \
+	    $(if $(INSTANCE),--instance "$(INSTANCE)") $(if $(LIMIT),--limit "$(LIMIT)") $(if $(JSON),--json)
 
 clean:  ## stop what the demo started and remove local state (keeps .venv and the image)
 	ansible-playbook playbooks/teardown.yml

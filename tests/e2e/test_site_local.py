@@ -158,6 +158,14 @@ def test_site_registers_local_web_hosts_and_teardown_stops_them(site: Site) -> N
     assert site.get(site.stats, "/stats")[0] == 401
     assert site.get(site.stats, "/stats", ("admin", password))[0] == 200
 
+    # HAProxy's Prometheus exporter on the stats listener (loopback), no credentials needed.
+    status, metrics = site.get(site.stats, "/metrics")
+    assert status == 200, metrics[:500]
+    assert 'haproxy_backend_active_servers{proxy="web"} 2' in metrics.splitlines(), metrics[:2000]
+    for name in site.webs:
+        assert f'haproxy_server_status{{proxy="web",server="{name}",state="UP"}} 1' in metrics.splitlines()
+        assert f'haproxy_server_check_failures_total{{proxy="web",server="{name}"}}' in metrics
+
     admin = site.state / "haproxy" / "run" / "admin.sock"
     assert admin.stat().st_mode & 0o777 == 0o660
     with socket.socket(socket.AF_UNIX) as sock:

@@ -8,14 +8,21 @@ Every action of ``heal.yml`` (and of the timer and watcher) is an event::
 ``time`` (epoch seconds), ``pool``, ``action``, ``instance``, ``reason`` and ``duration``
 (seconds, or null) are always present; other keys are free. Readers skip lines that are not
 JSON objects (a torn line after a crash never stops the healer). Stdlib only.
+
+Queries (``hapool_event_info``, ``scripts/events.py``): :func:`read_events` /
+:func:`filter_events` by pool, time range, actions, instance and a limit; :func:`parse_time`
+reads time arguments (epoch, ``10m``, ISO-8601); :func:`format_events` renders a table.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import json
+import math
 import os
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -105,17 +112,36 @@ def parse_events(text: str) -> list[Event]:
 
 
 def read_events(
-    path: str, *, pool: str | None = None, since: float | None = None, actions: tuple[str, ...] = ()
+    path: str,
+    *,
+    pool: str | None = None,
+    since: float | None = None,
+    actions: tuple[str, ...] = (),
+    until: float | None = None,
+    instance: str | None = None,
+    limit: int | None = None,
 ) -> list[Event]:
-    """Events of the log (none if it does not exist), filtered by pool, time and action."""
+    """Events of the log (none if it does not exist), filtered as :func:`filter_events` does."""
     if not os.path.exists(path):
         return []
+    if os.path.isdir(path):
+        raise EventLogError(f"cannot read the event log {path}: it is a directory")
     with _locked(path, "r") as handle:
         try:
             text = handle.read()
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise EventLogError(f"cannot read the event log {path}: {exc}") from exc
-    return filter_events(parse_events(text), pool=pool, since=since, actions=actions)
+    return filter_events(
+        parse_events(text), pool=pool, since=since, actions=actions, until=until, instance=instance,
+        limit=limit,
+    )  # fmt: skip
+
+
+def _event_time(event: Mapping[str, Any]) -> float:
+    try:
+        return float(event.get("time") or 0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def filter_events(
@@ -124,17 +150,135 @@ def filter_events(
     pool: str | None = None,
     since: float | None = None,
     actions: tuple[str, ...] = (),
+    until: float | None = None,
+    instance: str | None = None,
+    limit: int | None = None,
 ) -> list[Event]:
+    """The events of ``pool`` with ``since <= time <= until``, one of ``actions`` (all when
+    empty), about ``instance`` (its ``instance`` or its ``replacement``), in log order; with
+    ``limit``, only the last ``limit`` of them (the newest, as the log is appended in time order).
+    """
+    if limit is not None and limit < 0:
+        raise EventLogError(f"limit must be 0 or more, got {limit}")
     out: list[Event] = []
     for event in events:
         if pool is not None and event.get("pool") != pool:
             continue
-        if since is not None and float(event.get("time") or 0) < since:
+        if since is not None and _event_time(event) < since:
+            continue
+        if until is not None and _event_time(event) > until:
             continue
         if actions and event.get("action") not in actions:
             continue
+        if instance is not None and instance not in (event.get("instance"), event.get("replacement")):
+            continue
         out.append(dict(event))
+    if limit is not None:
+        out = out[len(out) - limit :] if limit else []
     return out
+
+
+def count_actions(events: list[Event] | list[Mapping[str, Any]]) -> dict[str, int]:
+    """How many events of each action, by action name (sorted)."""
+    counts: dict[str, int] = {}
+    for event in events:
+        action = str(event.get("action"))
+        counts[action] = counts.get(action, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+# --- time arguments -----------------------------------------------------------------------------
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])(?:\s+ago)?$")
+
+
+def _epoch(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or math.isnan(value) or value < 0:
+        raise EventLogError(f"not a time: {value!r} (epoch seconds must be a number, 0 or more)")
+    return float(value)
+
+
+def parse_time(value: str | float | int | None, *, now: float) -> float | None:
+    """Epoch seconds for a time argument; None for None or an empty string.
+
+    Accepted: epoch seconds (``1795311644``, ``1795311644.5``); a duration before ``now``
+    (``90s``, ``10m``, ``2h``, ``1d``, ``1w``, also ``10m ago``); ``now``; an ISO-8601 date and
+    time (``2026-11-22T04:00:00Z``, ``2026-11-22 04:00:00+01:00``, ``2026-11-22``), read as UTC
+    when it has no offset. Anything else raises :class:`EventLogError`.
+    """
+    if value is None or isinstance(value, (int, float)):
+        return _epoch(value)
+    text = str(value).strip()
+    if not text:
+        return None
+    if text.lower() == "now":
+        return float(now)
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    match = _RELATIVE.fullmatch(text.lower())
+    if match:
+        return float(now) - float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise EventLogError(
+            f"not a time: {text!r} (use epoch seconds, a duration ago like 30s, 10m, 2h, 1d, 1w, "
+            "'now', or an ISO-8601 date and time like 2026-11-22T04:00:00Z)"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return parsed.timestamp()
+
+
+# --- display ------------------------------------------------------------------------------------
+
+_SHOWN = set(REQUIRED_KEYS) | {"run"}
+
+
+def format_time(epoch: float) -> str:
+    """``2026-11-22T04:00:00Z`` (UTC, seconds)."""
+    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return str(value)
+
+
+def event_details(event: Mapping[str, Any]) -> str:
+    """The reason, then the keys beyond the required ones (``key=value``), on one line."""
+    parts = [
+        f"{key}={_short(value)}"
+        for key, value in event.items()
+        if key not in _SHOWN and value not in (None, "", [])
+    ]
+    reason = str(event.get("reason") or "")
+    return " ".join(([reason] if reason else []) + parts).replace("\n", " ")
+
+
+def format_events(events: list[Event] | list[Mapping[str, Any]]) -> list[str]:
+    """Aligned lines: a header, then time (UTC), pool, action, instance, duration, details."""
+    rows = [("TIME (UTC)", "POOL", "ACTION", "INSTANCE", "DURATION", "DETAILS")]
+    for event in events:
+        duration = event.get("duration")
+        rows.append((
+            format_time(_event_time(event)),
+            str(event.get("pool") or "-"),
+            str(event.get("action") or "-"),
+            str(event.get("instance") or "-"),
+            "-" if duration is None else f"{float(duration):.1f}s",
+            event_details(event),
+        ))  # fmt: skip
+    widths = [max(len(row[col]) for row in rows) for col in range(5)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True)) + "  " + row[5]
+        for row in rows
+    ]
 
 
 __all__ = [
@@ -143,8 +287,13 @@ __all__ = [
     "EventLogError",
     "append_event",
     "append_events",
+    "count_actions",
+    "event_details",
     "filter_events",
+    "format_events",
+    "format_time",
     "make_event",
     "parse_events",
+    "parse_time",
     "read_events",
 ]
