@@ -186,3 +186,19 @@ def test_site_registers_local_web_hosts_and_teardown_stops_them(site: Site) -> N
     down = site.play("teardown.yml")
     assert down.returncode == 0, down.stdout[-4000:]
     assert not any(pid_alive(p) for p in site.pid_files)
+
+
+@pytest.mark.parametrize("path", ["metrics", "/stats", "/a b", "/m{x}"])
+def test_a_bad_prometheus_path_is_refused_before_anything_is_written(tmp_path: Path, path: str) -> None:
+    playbook = tmp_path / "model.yml"
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"name": "Model", "ansible.builtin.include_role": {"name": "haproxy", "tasks_from": "model"}}]}]))
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook),
+         "-e", json.dumps({"haproxy_prometheus_path": path})],
+        cwd=ROOT, env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"haproxy_prometheus_path ({path}) must be a URL path starting with /" in output, output[-2000:]
