@@ -16,7 +16,7 @@ ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).parent / "ansible-playbook"
 
 def test_the_documented_playbooks_exist():
     names = {p.name for p in PLAYBOOKS}
-    assert {"site.yml", "teardown.yml"} <= names, names
+    assert {"site.yml", "teardown.yml", "heal.yml", "scale.yml", "reconcile.yml"} <= names, names
 
 
 @pytest.mark.parametrize("playbook", PLAYBOOKS, ids=[p.name for p in PLAYBOOKS])

@@ -1,0 +1,109 @@
+"""The heal timer's tick wrapper runs the playbook it is told to (heal.yml by default,
+reconcile.yml for heal + scale): the role is applied for real into a temporary directory (no
+schedule, no watcher) with a stand-in ansible-playbook that records its arguments, and the
+wrapper's `once` tick is run."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).parent / "ansible-playbook"
+
+STUB = """#!/bin/sh
+# stands in for ansible-playbook: records its arguments, one per line
+printf '%s\\n' "$@" > "$(dirname "$0")/argv"
+echo "stub ran"
+"""
+
+
+def _apply(tmp_path: pathlib.Path, **settings: object) -> subprocess.CompletedProcess[str]:
+    stub = tmp_path / "ansible-playbook"
+    stub.write_text(STUB)
+    stub.chmod(0o755)
+    play = [
+        {
+            "name": "Apply heal_timer without a schedule or a watcher",
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            "vars": {"ansible_python_interpreter": sys.executable},
+            "roles": [
+                {
+                    "role": "heal_timer",
+                    "vars": {
+                        "hapool_state_root": str(tmp_path),
+                        "heal_timer_name": "hapool-heal-unit",
+                        "heal_timer_scheduler": "none",
+                        "heal_timer_watch": False,
+                        "heal_timer_dir": str(tmp_path / "heal"),
+                        "heal_timer_project_dir": str(ROOT),
+                        "heal_timer_inventory": str(ROOT / "inventories" / "local"),
+                        "heal_timer_ansible_playbook": str(stub),
+                        "heal_timer_playbook_args": ["-e", "x=1"],
+                        **settings,
+                    },
+                }
+            ],
+        }
+    ]
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(json.dumps(play))
+    env = dict(
+        os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_LOCAL_TEMP=str(tmp_path / ".tmp")
+    )
+    return subprocess.run(
+        [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", str(playbook)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "playbook"),
+    [({}, "heal.yml"), ({"heal_timer_playbook": "reconcile.yml"}, "reconcile.yml")],
+    ids=["default-heal", "reconcile"],
+)
+def test_the_wrapper_runs_the_chosen_playbook(
+    tmp_path: pathlib.Path, settings: dict[str, str], playbook: str
+) -> None:
+    run = _apply(tmp_path, **settings)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    wrapper = tmp_path / "heal" / "hapool-heal-unit-tick.sh"
+    text = wrapper.read_text()
+    path = str(ROOT / "playbooks" / playbook)
+    assert f"runs {path}." in text
+    assert "flock -n" in text
+
+    tick = subprocess.run([str(wrapper), "once"], capture_output=True, text=True, timeout=60, check=False)
+    assert tick.returncode == 0, tick.stdout + tick.stderr
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert argv == ["-i", str(ROOT / "inventories" / "local"), path, "-e", "x=1"]
+    log = (tmp_path / "heal" / "hapool-heal-unit.log").read_text()
+    assert "heal run (tick once, pid" in log and f"): {playbook}" in log
+    assert "stub ran" in log and "heal run exited 0" in log
+
+
+def test_an_absolute_playbook_path_is_run_as_is(tmp_path: pathlib.Path) -> None:
+    mine = tmp_path / "mine.yml"
+    mine.write_text("---\n[]\n")
+    run = _apply(tmp_path, heal_timer_playbook=str(mine))
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    wrapper = tmp_path / "heal" / "hapool-heal-unit-tick.sh"
+    subprocess.run([str(wrapper), "once"], capture_output=True, text=True, timeout=60, check=True)
+    assert (tmp_path / "argv").read_text().splitlines()[2] == str(mine)
+
+
+@pytest.mark.parametrize("bad", ["nosuch.yml", "heal"])
+def test_a_missing_or_odd_playbook_is_refused_before_anything_is_installed(
+    tmp_path: pathlib.Path, bad: str
+) -> None:
+    run = _apply(tmp_path, heal_timer_playbook=bad)
+    assert run.returncode != 0
+    assert "heal_timer_playbook" in run.stdout + run.stderr
+    assert not (tmp_path / "heal" / "hapool-heal-unit-tick.sh").exists()
