@@ -69,4 +69,4 @@ events:  ## the heal/scale event log as a table (POOL=, SINCE=10m|2h|ISO, UNTIL=
 
 clean:  ## stop what the demo started and remove local state (keeps .venv and the image)
 	ansible-playbook playbooks/teardown.yml
-	rm -rf .state/local .state/heal
+	rm -rf .state/local .state/heal .state/scale
