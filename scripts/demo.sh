@@ -46,10 +46,10 @@ show_stat() {
                      printf "  %-8s %-12s %-6s sessions=%-3s checks=%s %s\n", $1, $2, $18, $5, $37, $74 }'
 }
 
-# the servers of backend web that HAProxy reports UP
+# the servers of backend web that HAProxy reports UP (also "UP 1/3": going down, still serving)
 servers_up() {
     echo "show stat" | socat -t 2 - "unix-connect:$sock" \
-        | awk -F, '$1 == "web" && $2 != "BACKEND" && $2 != "FRONTEND" && $18 == "UP"' | wc -l
+        | awk -F, '$1 == "web" && $2 != "BACKEND" && $2 != "FRONTEND" && $18 ~ /^UP/' | wc -l
 }
 
 # the plan scale.yml printed (its "Show the plan" task), on one line
