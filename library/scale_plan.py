@@ -17,7 +17,8 @@ description:
     from the event log. Returns the scaler's plan. Changes nothing: C(scale.yml) acts on it and
     writes the events."
   - "Policies (C(scale.policies) of the pool; the one asking for the most capacity wins):
-    C(file) - the desired count written in a file (one whole number), re-read every run;
+    C(file) - the desired count written in a file (one whole number), re-read every run (a
+    missing or empty file gives no recommendation, anything else than a number is an error);
     C(target) - target tracking of a per-host C(metric) (C(sessions), C(request_rate) in
     sessions per second, C(cpu) in percent of one core) to C(target); C(step) - C(steps), each
     C(lower)/C(upper) bounds on the per-host average and a C(change) in hosts."
@@ -267,7 +268,9 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     for policy in settings.policies:
         if policy.kind == "file" and policy.path:
             text = read_text(os.path.expanduser(policy.path), "metric file")
-            files[policy.name] = None if text is None else parse_desired_file(text, policy.path)
+            # Missing, or empty (caught in the middle of a non-atomic write): no recommendation.
+            blank = text is None or not text.strip()
+            files[policy.name] = None if blank else parse_desired_file(str(text), policy.path)
 
     rows = [row for row in RuntimeClient(p["socket"], timeout=p["timeout"]).show_stat(pool) if row.is_server]
     with provider_from_params(p) as provider:

@@ -78,6 +78,8 @@ def test_file_policy_missing_present_and_garbage(scene: tuple[LocalProvider, HAP
     assert (
         missing["plan"]["action"] == "none" and "missing" in missing["plan"]["recommendations"][0]["reason"]
     )
+    metric.write_text("")  # caught in the middle of `echo 5 > file`: like a missing file
+    assert plan(lb, state, pool)["plan"]["action"] == "none"
     metric.write_text("5\n")
     assert plan(lb, state, pool)["plan"]["launch"] == 3
     metric.write_text("five hosts please\n")
