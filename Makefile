@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help setup setup-local demo test lint \
-        test-unit test-integration test-molecule test-e2e clean status events
+        test-unit test-integration test-molecule test-e2e test-chaos clean status events
 
 # Operator views (docs/observability.md):
 #   make status [INVENTORY=inventories/docker] [EVENTS=5] [POOL=web]
@@ -40,7 +40,7 @@ setup-local:  ## like setup, without Docker (enough for the demo on the local pr
 demo: setup-local  ## the main job: a load-balanced pool on the local provider (no Docker)
 	@bash scripts/demo.sh
 
-test: setup  ## set-up, lint, then every test suite (unit, integration, molecule, end-to-end)
+test: setup  ## set-up, lint, then every test suite (unit, integration, molecule, end-to-end, chaos)
 	@bash scripts/run-tests.sh
 
 lint: setup-local  ## ansible-lint (production profile), ruff, mypy
@@ -57,6 +57,9 @@ test-molecule: setup  ## molecule scenarios (docker driver, local base image)
 
 test-e2e: setup  ## playbooks and providers end to end (Docker, Vagrant; slow)
 	@bash scripts/run-tests.sh e2e
+
+test-chaos: setup  ## chaos under load: random kills with heal looping, reload storm, killed heal run, bad input
+	@bash scripts/run-tests.sh chaos
 
 status: setup-local  ## per pool: desired, instances, in service, draining, down, last events (INVENTORY=, EVENTS=, POOL=)
 	@ansible-playbook $(if $(INVENTORY),-i "$(INVENTORY)") playbooks/status.yml \
