@@ -127,8 +127,9 @@ def main() -> None:
     try:
         if p["state"] == "released":
             done = release(p["path"], p["owner"])
-            module.exit_json(changed=done, released=done, acquired=False, holder=None, expires=None,
-                             stale_owner=None)
+            module.exit_json(
+                changed=done, released=done, acquired=False, holder=None, expires=None, stale_owner=None
+            )
         lease = acquire(p["path"], p["owner"], p["ttl"], time.time(), holder_pid=playbook_pid())
     except HapoolError as exc:
         module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())

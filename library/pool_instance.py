@@ -177,18 +177,6 @@ from ansible.module_utils.hapool.providers import (
     validate_instance_name,
     validate_pool,
 )
-
-# The three providers are imported here so that Ansible ships them with the module
-# (get_provider imports the one it needs by name, which Ansible cannot see).
-from ansible.module_utils.hapool.providers import (
-    docker as _docker_provider,  # noqa: F401
-)
-from ansible.module_utils.hapool.providers import (
-    local as _local_provider,  # noqa: F401
-)
-from ansible.module_utils.hapool.providers import (
-    vagrant as _vagrant_provider,  # noqa: F401
-)
 from ansible.module_utils.hapool.providers.options import (
     LAUNCH_ARGUMENT_SPEC,
     PROVIDER_ARGUMENT_SPEC,

@@ -215,18 +215,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.hapool.errors import HapoolError
 from ansible.module_utils.hapool.events import read_events
 from ansible.module_utils.hapool.haproxy import RuntimeClient
-
-# Shipped with the module; get_provider imports the one it needs by name.
-from ansible.module_utils.hapool.providers import (
-    docker as _docker_provider,  # noqa: F401
-)
-from ansible.module_utils.hapool.providers import (
-    local as _local_provider,  # noqa: F401
-)
 from ansible.module_utils.hapool.providers import sample_cpu_percent, validate_pool
-from ansible.module_utils.hapool.providers import (
-    vagrant as _vagrant_provider,  # noqa: F401
-)
 from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
 from ansible.module_utils.hapool.scaling import (
     SCALE_EVENTS,

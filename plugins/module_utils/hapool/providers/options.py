@@ -13,6 +13,12 @@ from typing import Any
 
 from . import PROVIDER_NAMES, LaunchSpec, Provider, get_provider
 
+# Every provider, imported here so that AnsiballZ ships them with each module that uses these
+# options (get_provider imports the one it needs by name, which AnsiballZ cannot follow).
+from . import docker as _docker  # noqa: F401
+from . import local as _local  # noqa: F401
+from . import vagrant as _vagrant  # noqa: F401
+
 PROVIDER_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "provider": {"type": "str", "default": "local", "choices": list(PROVIDER_NAMES)},
     "state_dir": {"type": "path"},
