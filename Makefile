@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help setup setup-local demo test lint \
-        test-unit test-integration test-molecule test-e2e test-chaos clean status events
+        test-unit test-integration test-molecule test-e2e test-chaos bench clean status events
 
 # Operator views (docs/observability.md):
 #   make status [INVENTORY=inventories/docker] [EVENTS=5] [POOL=web]
@@ -60,6 +60,15 @@ test-e2e: setup  ## playbooks and providers end to end (Docker, Vagrant; slow)
 
 test-chaos: setup  ## chaos under load: random kills with heal looping, reload storm, killed heal run, bad input
 	@bash scripts/run-tests.sh chaos
+
+# Benchmarks (bench/README.md): make bench [REPEAT=3] [ONLY=heal,scale] [PROVIDERS=local,docker] [QUICK=1]
+REPEAT    ?= 3
+ONLY      ?=
+PROVIDERS ?= local,docker
+QUICK     ?=
+
+bench: setup  ## measure (~30 min): writes docs/benchmarks.md, bench/results.json, docs/img/bench-scale.png
+	@python3 bench/run.py --repeat $(REPEAT) --providers $(PROVIDERS) $(if $(ONLY),--only $(ONLY)) $(if $(QUICK),--quick)
 
 status: setup-local  ## per pool: desired, instances, in service, draining, down, last events (INVENTORY=, EVENTS=, POOL=)
 	@ansible-playbook $(if $(INVENTORY),-i "$(INVENTORY)") playbooks/status.yml \

@@ -21,6 +21,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -51,6 +52,12 @@ class Context:
     quick: bool = False  # shorter loads and fewer sizes: to try the bench, not to publish it
     workdir: Path = Path("/tmp")  # noqa: S108  (short paths: HAProxy socket paths max 97 chars)
     img_dir: Path = ROOT / "docs" / "img"
+
+    def dir(self, name: str) -> Path:
+        """A fresh directory of the run's work directory (created)."""
+        path = self.workdir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -145,14 +152,24 @@ class Wrk:
     """wrk in the background, bounded by ``seconds`` (its ``-d``); :meth:`stop` ends it earlier
     with SIGINT, on which wrk prints its summary as at the end of the duration."""
 
-    def __init__(self, url: str, seconds: float, connections: int = 8, threads: int = 2,
-                 timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, seconds: float, *, connections: int = 8, threads: int = 2,
+                 timeout_s: float = 5.0, delay_ms: int = 0) -> None:
+        """``delay_ms``: each connection waits that long before each request (wrk's Lua
+        ``delay()``), which caps the load near ``connections * 1000 / delay_ms`` req/s."""
         if shutil.which("wrk") is None:
             raise BenchError("wrk is not installed (make setup installs it)")
         self.seconds = seconds
+        self._script: Path | None = None
+        script: list[str] = []
+        if delay_ms:
+            fd, name = tempfile.mkstemp(prefix="hp-wrk-", suffix=".lua")
+            os.write(fd, f"function delay()\n  return {int(delay_ms)}\nend\n".encode())
+            os.close(fd)
+            self._script = Path(name)
+            script = ["-s", name]
         self.proc = subprocess.Popen(
             ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, int(seconds))}s",
-             f"--timeout={max(1, int(timeout_s))}s", "--latency", url],
+             f"--timeout={max(1, int(timeout_s))}s", "--latency", *script, url],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.started = time.monotonic()
@@ -160,16 +177,18 @@ class Wrk:
     def stop(self) -> WrkResult:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
+        return self.wait()
+
+    def wait(self) -> WrkResult:
         try:
             out, _ = self.proc.communicate(timeout=self.seconds + 30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
+            self.proc.communicate()
             raise BenchError("wrk did not stop") from None
-        return parse_wrk(out)
-
-    def wait(self) -> WrkResult:
-        out, _ = self.proc.communicate(timeout=self.seconds + 30)
+        finally:
+            if self._script is not None:
+                self._script.unlink(missing_ok=True)
         return parse_wrk(out)
 
     def __enter__(self) -> Wrk:
@@ -179,10 +198,12 @@ class Wrk:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate()
+        if self._script is not None:
+            self._script.unlink(missing_ok=True)
 
 
-def wrk(url: str, seconds: float, connections: int = 8, threads: int = 2) -> WrkResult:
-    return Wrk(url, seconds, connections, threads).wait()
+def wrk(url: str, seconds: float, connections: int = 8, threads: int = 2, delay_ms: int = 0) -> WrkResult:
+    return Wrk(url, seconds, connections=connections, threads=threads, delay_ms=delay_ms).wait()
 
 
 # ------------------------------------------------------------------ sampling over time
@@ -262,9 +283,9 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "memory_gib": round(mem_kb / 1024 / 1024, 1),
         "python": platform.python_version(),
-        "haproxy": _first_line(["haproxy", "-v"]),
-        "nginx": _first_line(["nginx", "-v"]),
+        "haproxy": _first_line(["haproxy", "-v"]).split(" - ")[0],
+        "nginx": _first_line(["nginx", "-v"]).replace("nginx version: ", ""),
         "docker": _first_line(["docker", "version", "--format", "{{.Server.Version}}"]),
         "ansible": _first_line([str(Path(sys.executable).parent / "ansible"), "--version"]),
-        "wrk": _first_line(["wrk", "-v"]),
+        "wrk": _first_line(["wrk", "-v"]).split(" Copyright")[0],
     }

@@ -1,0 +1,251 @@
+"""Kill -> replacement serving, timer-driven vs watch-driven, per provider, under wrk.
+
+Per provider (local: nginx processes; docker: containers), one deployment of 2 hosts
+(`site.yml`, checks `inter 1s fastinter 500ms fall 2`, `grace_period 5`). Then, for each way
+of triggering `heal.yml`, installed for real by `playbooks/heal_timer.yml`:
+
+* **timer**: cron runs the wrapper every minute, which starts a tick every 10 s
+  (`heal_timer_period: 10`); no watcher;
+* **watch**: no schedule; the watcher polls `show stat` every 0.5 s and starts a tick on the
+  first failed check or a transition to DOWN;
+
+``repeat`` times: a bounded wrk load runs through the balancer, one host is killed hard
+(`kill -9` of its nginx master and workers, or `docker kill`), and the clock stops when a
+request through the balancer is answered by a host that did not exist before the kill. The
+wrk figures of that window give the failed requests during a backend kill. The `replace`
+event of the run gives its split: trigger delay (kill -> the run took the server out) and the
+replacement itself (out -> new host UP).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from helpers.chaos import view
+from helpers.heal import deployments, events, instances, kill_hard
+from helpers.procs import wait_until
+from helpers.site import Deployment
+
+from bench.lib import BenchError, Context, Wrk, fmt_summary, summary
+
+NAME = "heal"
+TITLE = "Kill → replacement serving: timer-driven vs watch-driven, local and docker providers"
+CRON_DIR = Path("/etc/cron.d")
+MODES = {
+    "timer": {"heal_timer_scheduler": "cron", "heal_timer_period": 10, "heal_timer_watch": False},
+    "watch": {"heal_timer_scheduler": "none", "heal_timer_watch": True},
+}
+# A steady load of about 150 req/s (4 connections, 20 ms between requests on each): bounded in
+# rate, so that it leaves a core to Ansible, as a production balancer is not run at 100 % CPU.
+WRK = {"connections": 4, "threads": 1, "delay_ms": 20}
+DESIRED = 2
+
+
+@contextlib.contextmanager
+def cron_running() -> Iterator[None]:
+    """Debian's cron daemon, started for the scenario when none runs (stopped after)."""
+    if shutil.which("cron") is None or not CRON_DIR.is_dir():
+        raise BenchError("the timer-driven figure needs Debian's cron (make setup installs it)")
+    pid = _cron_pid()
+    started = None
+    if pid is None:
+        subprocess.run(["cron"], check=True)
+        wait_until(lambda: _cron_pid() is not None, 10, "cron to start")
+        started = _cron_pid()
+    try:
+        yield
+    finally:
+        if started is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(started, signal.SIGTERM)
+
+
+def _cron_pid() -> int | None:
+    out = subprocess.run(["pgrep", "-x", "cron"], capture_output=True, text=True, check=False).stdout.split()
+    return int(out[0]) if out else None
+
+
+@contextlib.contextmanager
+def heal_trigger(dep: Deployment, mode: str) -> Iterator[str]:
+    """heal_timer.yml applied with the mode's settings; removed (cron entry, watcher) after."""
+    name = f"hapool-bench-{mode}-{secrets.token_hex(3)}"
+    settings = {"heal_timer_name": name, "heal_timer_playbook_args": ["-e", json.dumps(dep.extra_vars)],
+                **MODES[mode]}
+    pid_file = dep.root / "heal" / f"{name}-watch.pid"
+    try:
+        run = dep.play("heal_timer.yml", **settings, heal_timer_state="present")
+        if run.returncode != 0:
+            raise BenchError(f"heal_timer.yml ({mode}) failed:\n{run.stdout[-3000:]}")
+        log = dep.root / "heal" / f"{name}.log"
+        started = "heal run (tick" if mode == "timer" else "polling"  # cron's first minute, the watcher
+        wait_until(lambda: log.exists() and started in log.read_text(errors="replace"), 90,
+                   f"the {mode} trigger to run", interval=0.5)
+        yield name
+    finally:
+        watcher = pid_file.read_text().strip() if pid_file.exists() else ""
+        dep.play("heal_timer.yml", **settings, heal_timer_state="absent")
+        (CRON_DIR / name).unlink(missing_ok=True)
+        if watcher.isdigit() and "-watch.py" in _cmdline(int(watcher)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(watcher), signal.SIGTERM)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _answer(dep: Deployment) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{dep.frontend}/", timeout=2) as resp:
+            return resp.read().decode(errors="replace").strip()
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def converged(dep: Deployment, provider: str, timeout: float = 240) -> set[str]:
+    """Wait for DESIRED hosts alive and UP, each one answering; their names."""
+    wait_until(lambda: view(dep, provider).converged_to == DESIRED, timeout,
+               f"{DESIRED} live hosts, all UP ({provider})", interval=0.5)
+    names = set(view(dep, provider).provider)
+    bodies = dep.hosts_answering(DESIRED, deadline_s=30)
+    if {f"Hello {n}!" for n in names} - bodies:
+        raise BenchError(f"not every host answers: {names} vs {bodies}")
+    return names
+
+
+def one_kill(dep: Deployment, provider: str, budget_s: float) -> dict[str, Any]:
+    before = converged(dep, provider)
+    old_bodies = {f"Hello {n}!" for n in before}
+    victim = sorted(instances(dep, provider), key=lambda i: i.name)[0]
+    load = Wrk(f"http://127.0.0.1:{dep.frontend}/", seconds=budget_s + 20, **WRK)
+    try:
+        time.sleep(2)  # wrk is up to speed
+        killed_wall, killed = time.time(), time.monotonic()
+        kill_hard(victim)
+        serving_s = None
+        while time.monotonic() - killed < budget_s:
+            body = _answer(dep)
+            if body and body.startswith("Hello ") and body not in old_bodies:
+                serving_s = time.monotonic() - killed
+                break
+            time.sleep(0.2)
+        time.sleep(1)
+    finally:
+        result = load.stop()
+    if serving_s is None:
+        raise BenchError(f"no replacement of {victim.name} served within {budget_s:.0f} s")
+    event = _replace_event(dep, victim.name)
+    out_at = float(event["time"]) - float(event["duration"])
+    return {
+        "victim": victim.name,
+        "replacement": event.get("replacement"),
+        "serving_s": serving_s,
+        "trigger_s": out_at - killed_wall,  # kill -> the heal run took the server out
+        "replace_s": float(event["duration"]),  # out -> replacement UP (the event's duration)
+        "requests": result.requests,
+        "failed": result.failed,
+        "rps": result.rps,
+    }
+
+
+def _replace_event(dep: Deployment, victim: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = []
+
+    def logged() -> bool:
+        found[:] = [e for e in events(dep) if e["action"] == "replace" and e["instance"] == victim]
+        return bool(found)
+
+    wait_until(logged, 60, f"the replace event of {victim}", interval=0.5)
+    return found[0]
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    out: dict[str, Any] = {"modes": list(MODES), "providers": {}, "wrk": WRK, "repeat": ctx.repeat}
+    with cron_running():
+        for provider in ctx.providers:
+            made = deployments(ctx.dir(f"heal-{provider}"))
+            make = next(made)
+            try:
+                t0 = time.monotonic()
+                dep = make(provider, desired=DESIRED, max=3, max_replace_per_run=1, flap_window=0)
+                ctx.log(f"heal/{provider}: site.yml {time.monotonic() - t0:.0f} s")
+                per_mode: dict[str, Any] = {}
+                for mode in MODES:
+                    kills = []
+                    with heal_trigger(dep, mode):
+                        for i in range(ctx.repeat):
+                            k = one_kill(dep, provider, budget_s=150 if mode == "timer" else 120)
+                            ctx.log(f"heal/{provider}/{mode} #{i + 1}: serving after {k['serving_s']:.1f} s "
+                                    f"(trigger {k['trigger_s']:.1f} s, replace {k['replace_s']:.1f} s), "
+                                    f"{k['failed']}/{k['requests']} failed")
+                            kills.append(k)
+                    per_mode[mode] = {
+                        "kills": kills,
+                        "serving_s": summary([k["serving_s"] for k in kills]),
+                        "trigger_s": summary([k["trigger_s"] for k in kills]),
+                        "replace_s": summary([k["replace_s"] for k in kills]),
+                        "failed": sum(k["failed"] for k in kills),
+                        "requests": sum(k["requests"] for k in kills),
+                        "rps": summary([k["rps"] for k in kills]),
+                    }
+                out["providers"][provider] = per_mode
+            finally:
+                for _ in made:  # teardown.yml, then destroy whatever it left
+                    pass
+    return out
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [
+        f"One pool of {DESIRED} hosts per provider; a host is killed hard (`kill -9` of nginx, "
+        "`docker kill`) while wrk "
+        f"(`-t{r['wrk']['threads']} -c{r['wrk']['connections']}`, {r['wrk']['delay_ms']} ms between a "
+        "connection's requests) runs through the balancer; the clock stops "
+        "at the first answer from the new host. **timer**: cron + the wrapper's 10 s ticks; "
+        "**watch**: the watcher (0.5 s `show stat` polls). Trigger = kill → the heal run takes the "
+        "server out (from the `replace` event); replace = out → new host UP (the event's duration). "
+        f"Median (range) of {r['repeat']} kills per row.",
+        "",
+        "| provider | trigger | kill → new host serving | trigger delay | replace (launch, provision, "
+        "register, UP) | wrk requests | failed | wrk req/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for provider, modes in r["providers"].items():
+        for mode, m in modes.items():
+            lines.append(
+                f"| {provider} | {mode} | **{fmt_summary(m['serving_s'], 's')}** "
+                f"| {fmt_summary(m['trigger_s'], 's')} | {fmt_summary(m['replace_s'], 's')} "
+                f"| {m['requests']:,} | {m['failed']} | "
+                f"{fmt_summary(m['rps'], '', 0)} |"
+            )
+    ratios = []
+    for provider, modes in r["providers"].items():
+        timer, watch = modes["timer"]["serving_s"]["median"], modes["watch"]["serving_s"]["median"]
+        if timer and watch:
+            ratios.append(f"{provider}: the watcher serves a replacement {timer - watch:.1f} s sooner "
+                          f"({watch / timer:.2f} x the timer's time)")
+    if ratios:
+        lines += ["", "; ".join(ratios) + "."]
+    lines += [
+        "",
+        "Failed requests are wrk's non-2xx answers plus its socket errors (connect, read, write, timeout) "
+        "over the whole window of each kill, from before the kill until the replacement serves. "
+        "The original design polled every 10 s and ran `vagrant destroy -f` + `vagrant up`, and said that "
+        "requests to a dying server may time out.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,44 @@
+"""bench/lib.py: reading wrk's summary (real wrk outputs in fixtures/wrk) and the medians."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.lib import BenchError, fmt_summary, parse_wrk, summary
+
+WRK = Path(__file__).parent / "fixtures" / "wrk"
+
+
+def test_a_clean_run() -> None:
+    r = parse_wrk((WRK / "ok.txt").read_text())
+    assert (r.requests, r.seconds, r.rps) == (914, 1.0, 911.02)
+    assert r.failed == 0 and r.non_2xx == 0
+    assert r.latency_ms == {"p50": 1.59, "p90": 7.23, "p99": 20.24}
+
+
+def test_non_2xx_answers_are_failures() -> None:
+    r = parse_wrk((WRK / "404.txt").read_text())
+    assert r.requests == 892 and r.non_2xx == 892 and r.failed == 892
+
+
+def test_socket_errors_are_failures() -> None:
+    r = parse_wrk((WRK / "errors.txt").read_text())
+    assert r.socket_errors == {"connect": 0, "read": 2, "write": 2384, "timeout": 0}
+    assert r.failed == 2386
+    assert r.as_dict()["failed"] == 2386 and "output" not in r.as_dict()
+
+
+def test_no_summary_is_an_error() -> None:
+    with pytest.raises(BenchError, match="no summary"):
+        parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n")
+
+
+def test_summary_keeps_every_value_and_skips_missing_ones() -> None:
+    s = summary([3.0, None, 1.0, 2.0])
+    assert (s["median"], s["min"], s["max"], s["n"]) == (2.0, 1.0, 3.0, 3)
+    assert s["values"] == [3.0, None, 1.0, 2.0]
+    assert fmt_summary(s, "s") == "2.0 s (1.0-3.0)"
+    assert fmt_summary(summary([None])) == "n/a"
+    assert fmt_summary(summary([4.25]), "ms", 2) == "4.25 ms"
