@@ -38,6 +38,7 @@ TARGET = 40.0
 STABILIZATION = 10.0
 TRIGGER_S = 3.0
 PLOT = "bench-scale.png"
+SHADES = {"scale.yml (out)": "tab:green", "scale.yml (in)": "tab:orange"}
 
 
 def settings(dep: Deployment) -> dict[str, Any]:
@@ -65,9 +66,13 @@ def probe(dep: Deployment) -> dict[str, int]:
     }
 
 
+LAST_RUN: list[str] = [""]  # the output of the last scale.yml run, for error messages
+
+
 def scale(dep: Deployment) -> float:
     t0 = time.monotonic()
     run = dep.play("scale.yml")
+    LAST_RUN[0] = run.stdout[-4000:]
     if run.returncode != 0:
         raise BenchError(f"scale.yml failed:\n{run.stdout[-4000:]}{run.stderr[-1000:]}")
     return time.monotonic() - t0
@@ -88,7 +93,7 @@ def cycle(dep: Deployment, sampler: Sampler, low: Load, marks: list[dict[str, An
     expected = math.ceil(RATE_HIGH / TARGET)
     time.sleep(8)
     high = Load("127.0.0.1", dep.frontend, clients=6, rate=RATE_HIGH - RATE_LOW,
-                max_requests=100_000, max_seconds=240).start()
+                max_requests=100_000, max_seconds=600).start()
     try:
         step = time.monotonic()
         marks.append({"t": sampler.now(), "what": "load step up"})
@@ -99,7 +104,7 @@ def cycle(dep: Deployment, sampler: Sampler, low: Load, marks: list[dict[str, An
         grown = alive(dep)
         if len(grown) != expected:
             raise BenchError(f"{RATE_HIGH:g} req/s with a target of {TARGET:g}: expected {expected} hosts, "
-                             f"got {sorted(grown)}")
+                             f"got {sorted(grown)}:\n{LAST_RUN[0]}")
         for name in sorted(grown - first):
             high.wait_for(f"Hello {name}!", timeout=60)
         wait_until(lambda: (probe(dep)["in_service"]) == expected, 30, f"{expected} servers UP", interval=0.2)
@@ -108,6 +113,14 @@ def cycle(dep: Deployment, sampler: Sampler, low: Load, marks: list[dict[str, An
     finally:
         step_outcomes = high.stop()
     marks.append({"t": sampler.now(), "what": "load step down"})
+    # The first run after the drop records the low recommendation and is held by the window
+    # (the high one is still in effect); the pool shrinks on the first run after the window.
+    time.sleep(TRIGGER_S)
+    held_start = sampler.now()
+    scale(dep)
+    marks.append({"t": held_start, "until": sampler.now(), "what": "scale.yml (held by the window)"})
+    if alive(dep) != grown:
+        raise BenchError(f"the run right after the drop should be held by the window: {sorted(alive(dep))}")
     time.sleep(STABILIZATION + 1)
     before = low.mark()
     in_start = sampler.now()
@@ -116,8 +129,10 @@ def cycle(dep: Deployment, sampler: Sampler, low: Load, marks: list[dict[str, An
     after = low.mark()
     shrunk = alive(dep)
     if len(shrunk) != 1:
-        raise BenchError(f"after the load dropped, expected 1 host, got {sorted(shrunk)}")
+        raise BenchError(f"after the load dropped, expected 1 host, got {sorted(shrunk)}:\n{LAST_RUN[0]}")
     during_in = [o for o in list(low.outcomes) if before < o.seq < after]
+    if not during_in:
+        raise BenchError("no request of the load was answered during the scale-in run (did the load stop?)")
     launches = [e for e in events(dep) if e["action"] == "scale_launch" and e["instance"] in grown - first]
     removes = [e for e in events(dep) if e["action"] == "scale_remove" and e["instance"] in grown - shrunk]
     time.sleep(3)
@@ -143,9 +158,10 @@ def run(ctx: Context) -> dict[str, Any]:
     try:
         dep = make("local", desired=1, min=1, max=4)
         dep.extra_vars["hapool_pools"][0]["scale"] = settings(dep)
+        bound = 600 * ctx.repeat + 120  # seconds: every load and the sampler stop by then at the latest
         low = Load("127.0.0.1", dep.frontend, clients=2, rate=RATE_LOW, max_requests=100_000,
-                   max_seconds=200 * ctx.repeat + 60).start()
-        sampler = Sampler(lambda: probe(dep), interval=0.5, max_seconds=200 * ctx.repeat + 60).start()
+                   max_seconds=bound).start()
+        sampler = Sampler(lambda: probe(dep), interval=0.5, max_seconds=bound).start()
         try:
             for i in range(ctx.repeat):
                 c = cycle(dep, sampler, low, marks)
@@ -203,11 +219,11 @@ def plot(ctx: Context, timeline: list[dict[str, Any]], marks: list[dict[str, Any
     hosts_ax.set_ylim(-0.2, 5)
     for m in marks:
         if "until" in m:
-            color = "tab:green" if "out" in m["what"] else "tab:orange"
+            color = SHADES.get(m["what"], "tab:gray")
             rate_ax.axvspan(m["t"], m["until"], color=color, alpha=0.12, lw=0)
     handles = rate_ax.get_legend_handles_labels()[0] + hosts_ax.get_legend_handles_labels()[0]
     rate_ax.legend(handles, [str(h.get_label()) for h in handles], loc="upper left", fontsize=8)
-    rate_ax.set_title("scale.yml under a load step (shaded: scale.yml runs, green out, orange in)")
+    rate_ax.set_title("scale.yml under a load step (shaded: scale.yml runs: green out, grey held, orange in)")
     fig.tight_layout()
     fig.savefig(ctx.img_dir / PLOT)
     plt.close(fig)
@@ -222,7 +238,9 @@ def markdown(r: dict[str, Any]) -> str:
         f"and back ({hosts[1]} → {hosts[2]}), {len(r['cycles'])} cycles. `scale.yml` starts "
         f"{r['trigger_s']:g} s after "
         "the step; capacity is serving when HAProxy has every new host UP and each one answered the load. "
-        f"Scale-in runs after the {r['stabilization_s']:g} s stabilization window.",
+        "After the drop, the first run is held by the scale-in stabilization window "
+        f"({r['stabilization_s']:g} s; the high recommendation is still in effect); the next run, after "
+        "the window, drains and removes the extra hosts.",
         "",
         "| figure | median (range) |",
         "|---|---|",
