@@ -25,8 +25,8 @@ For each N (10, 100, 1000; ``--quick``: 10 and 100), in the same deployment, gro
 * ``scale.yml`` scaling out by one host (the file policy ``<state root>/scale/web.desired`` at
   3), then back in (at 2), once each; cooldowns, stabilization and warmup 0.
 
-The heavy runs are measured once per size (``_heavy``) to keep the scenario near 8 minutes at
-``--repeat 3``; the no-op runs ``ctx.repeat`` times.
+The heavy runs are measured once per size (``_heavy``) to bound the scenario's time (about
+10 minutes at ``--repeat 3`` on an idle 2-core machine); the no-op runs ``ctx.repeat`` times.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ HOSTS = 2
 
 
 def _heavy(ctx: Context) -> int:
-    """Runs of each heavy figure (a replacement, a scale-out, a scale-in) per size: one, to keep
-    the scenario near 8 minutes at --repeat 3 (the no-op runs get ``ctx.repeat``)."""
+    """Runs of each heavy figure (a replacement, a scale-out, a scale-in) per size: one, since
+    they dominate the scenario's time (the no-op runs get ``ctx.repeat``)."""
     return min(ctx.repeat, 1)
 
 
@@ -248,7 +248,7 @@ def markdown(r: dict[str, Any]) -> str:
         "keeps static servers, and `scale_plan` ignores them (it only counts servers that are provider",
         "instances), so only the hosts are healed and scaled. Wall time of `ansible-playbook`, median",
         f"of {r['repeat']} runs for the no-op runs (range in brackets); the replacement, the scale-out and",
-        f"the scale-in ran {r['heavy_repeat']} time(s) per size (to keep the scenario within 8 min). The",
+        f"the scale-in ran {r['heavy_repeat']} time(s) per size (they dominate the scenario's time). The",
         "scale runs use the file policy with cooldowns, stabilization and warmup at 0; `site.yml` runs once.",
         "",
         head,
