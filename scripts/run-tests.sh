@@ -44,8 +44,8 @@ fi
 on unit               && stage "unit tests"         pytest tests/unit
 on integration && stage "integration tests"  pytest tests/integration
 on molecule    && stage "molecule scenarios" molecule_all
-on e2e         && stage "end-to-end tests"   pytest tests/e2e
-on chaos       && stage "chaos tests"        pytest tests/chaos -m chaos -s  # -s: print the figures
+on e2e         && stage "end-to-end tests"   pytest tests/e2e --durations=25
+on chaos       && stage "chaos tests"        pytest tests/chaos -m chaos -s --durations=25  # -s: print the figures
 
 printf '\n==================== summary\n'
 for i in "${!names[@]}"; do
