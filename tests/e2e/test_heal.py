@@ -2,7 +2,9 @@
 two runs at once; the circuit breaker; the backoff of a host that dies right after launch.
 
 Every deployment is private (a short $HAPOOL_STATE_DIR, free ports) and torn down, with
-whatever teardown.yml leaves destroyed through the provider.
+whatever teardown.yml leaves destroyed through the provider. The local-provider tests share
+one deployment (the ``local_pool`` fixture of conftest.py): each one starts from 2 hosts alive
+and UP and an empty event log, as after site.yml.
 """
 
 from __future__ import annotations
@@ -80,8 +82,8 @@ def _kill_under_load_and_heal(dep: Deployment, provider: str) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_local_host_killed_hard_under_load_is_replaced_with_no_failed_request(deploy: Deploy) -> None:
-    _kill_under_load_and_heal(deploy("local"), "local")
+def test_local_host_killed_hard_under_load_is_replaced_with_no_failed_request(local_pool: Deployment) -> None:
+    _kill_under_load_and_heal(local_pool, "local")
 
 
 @pytest.mark.docker
@@ -92,8 +94,8 @@ def test_docker_host_killed_under_load_is_replaced_with_no_failed_request(deploy
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_check_mode_prints_the_plan_and_two_runs_at_once_only_one_acts(deploy: Deploy) -> None:
-    dep = deploy("local")
+def test_check_mode_prints_the_plan_and_two_runs_at_once_only_one_acts(local_pool: Deployment) -> None:
+    dep = local_pool
     victim, survivor = instances(dep, "local")
     kill_hard(victim)
     wait_until(lambda: server_status(dep, "local").get(victim.name, "").startswith("DOWN"), 20, "DOWN")
@@ -127,8 +129,8 @@ def _cmd(dep: Deployment, playbook: str) -> list[str]:
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_circuit_breaker_destroys_nothing_when_every_server_is_down(deploy: Deploy) -> None:
-    dep = deploy("local")
+def test_circuit_breaker_destroys_nothing_when_every_server_is_down(local_pool: Deployment) -> None:
+    dep = local_pool
     before = instances(dep, "local")
     stopped = [pid for inst in before for pid in nginx_pids(inst)]
     try:
@@ -153,8 +155,9 @@ def test_circuit_breaker_destroys_nothing_when_every_server_is_down(deploy: Depl
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_a_replacement_that_dies_right_after_launch_is_backed_off(deploy: Deploy) -> None:
-    dep = deploy("local", backoff=600)
+def test_a_replacement_that_dies_right_after_launch_is_backed_off(local_pool: Deployment) -> None:
+    dep = local_pool
+    dep.extra_vars["hapool_pools"][0]["backoff"] = 600  # restored by the fixture
     victim, _ = instances(dep, "local")
     kill_hard(victim)
     first = dep.play("heal.yml")

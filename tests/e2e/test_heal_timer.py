@@ -1,6 +1,8 @@
 """The heal schedule for real: cron (started here when it is not running) fires the wrapper,
 which heals a killed host; the watcher heals at once on a transition to DOWN. The schedule,
-the watcher and cron (when this test started it) are removed afterwards, also on failure.
+the watcher and cron (when this test started it) are removed afterwards, also on failure, and
+a heal run a tick had started is waited for. Both tests use the shared local deployment
+(``local_pool``, conftest.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.heal import Deploy, deployments, events, instances, kill_hard
+from helpers.heal import events, instances, kill_hard
 from helpers.load import Load
 from helpers.procs import wait_until
 from helpers.site import Deployment
@@ -25,11 +27,6 @@ from helpers.site import Deployment
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CRON_DIR = Path("/etc/cron.d")
-
-
-@pytest.fixture
-def deploy(tmp_path: Path) -> Iterator[Deploy]:
-    yield from deployments(tmp_path)
 
 
 def _cron_pid() -> int | None:
@@ -91,9 +88,28 @@ def scheduled(dep: Deployment, **settings: object) -> Iterator[Schedule]:
         (CRON_DIR / schedule.name).unlink(missing_ok=True)
         if pid is not None and _is_watcher(pid):
             os.kill(pid, signal.SIGTERM)
+        # A tick started before the removal finishes its heal run: wait for it (the deployment
+        # is shared with the next tests), then stop whatever is left of the wrapper.
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: not _wrapper_pids(schedule), 120, "the schedule's runs to end", interval=0.5)
+        for left in _wrapper_pids(schedule):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(left, signal.SIGTERM)
         assert removed.returncode == 0, removed.stdout[-5000:]
         assert not (CRON_DIR / schedule.name).exists()
         assert pid is None or not _is_watcher(pid)
+
+
+def _wrapper_pids(schedule: Schedule) -> list[int]:
+    """Live processes running the schedule's wrapper (a tick and its heal run)."""
+    wrapper = f"{schedule.name}-tick.sh".encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if wrapper in (proc / "cmdline").read_bytes() and not _zombie(int(proc.name)):
+                    pids.append(int(proc.name))
+    return pids
 
 
 def _is_watcher(pid: int) -> bool:
@@ -121,8 +137,8 @@ def _wait_for_replace(dep: Deployment, victim: str, timeout: float) -> dict[str,
     return found[0]
 
 
-def test_cron_schedule_fires_and_heals(deploy: Deploy, cron: None) -> None:
-    dep = deploy("local")
+def test_cron_schedule_fires_and_heals(local_pool: Deployment, cron: None) -> None:
+    dep = local_pool
     settings = {"heal_timer_scheduler": "cron", "heal_timer_period": 10, "heal_timer_watch": False}
     with scheduled(dep, **settings) as schedule:
         entry = (CRON_DIR / schedule.name).read_text()
@@ -139,10 +155,10 @@ def test_cron_schedule_fires_and_heals(deploy: Deploy, cron: None) -> None:
         assert "=== " in log and "heal run (tick" in log
 
 
-def test_watcher_heals_at_once_on_down(deploy: Deploy) -> None:
+def test_watcher_heals_at_once_on_down(local_pool: Deployment) -> None:
     if shutil.which("start-stop-daemon") is None:
         pytest.skip("needs start-stop-daemon")
-    dep = deploy("local")
+    dep = local_pool
     with scheduled(dep, heal_timer_scheduler="none", heal_timer_watch=True) as schedule:
         pid = schedule.watcher_pid()
         assert pid is not None

@@ -11,21 +11,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from helpers.heal import Deploy, deployments, instances, kill_hard
+from helpers.heal import instances, kill_hard
 from helpers.site import Deployment, recap
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 COLUMNS = ["pool", "provider", "desired", "scaled", "hosts", "up", "drain", "down"]
-
-
-@pytest.fixture
-def deploy(tmp_path: Path) -> Iterator[Deploy]:
-    yield from deployments(tmp_path)
 
 
 def status(dep: Deployment, *args: str, **extra: object) -> tuple[dict[str, str], str]:
@@ -42,8 +35,8 @@ def status(dep: Deployment, *args: str, **extra: object) -> tuple[dict[str, str]
     return row, run.stdout
 
 
-def test_status_counts_servers_in_service_draining_and_down(deploy: Deploy) -> None:
-    dep = deploy("local")
+def test_status_counts_servers_in_service_draining_and_down(local_pool: Deployment) -> None:
+    dep = local_pool  # shared (conftest.py): 2 hosts alive and UP, an empty event log
     first, second = instances(dep, "local")
 
     row, out = status(dep)

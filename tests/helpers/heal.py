@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ansible.module_utils.hapool.providers import Instance, get_provider
 
+from helpers.procs import wait_until
 from helpers.site import Deployment
 
 CHECK = {"path": "/health", "expect_status": "200", "inter": "1s", "fastinter": "500ms", "downinter": "1s",
@@ -88,3 +89,37 @@ def deployments(tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
             for inst in prov.list():
                 prov.destroy(inst.pool, inst)
         dep.remove_state()
+
+
+def shared_deployment(tmp_path: Path, provider: str, **over: object) -> Iterator[Deployment]:
+    """For a module- or session-scoped fixture: one deployment (site.yml done) for several
+    tests; torn down (teardown.yml, then whatever it left destroyed) afterwards, also when
+    site.yml failed."""
+    made = deployments(tmp_path)
+    make = next(made)
+    try:
+        yield make(provider, **over)
+    finally:
+        for _ in made:
+            pass
+
+
+def fresh_pool(dep: Deployment, provider: str = "local", desired: int = 2, timeout: float = 90) -> None:
+    """Before a test on a shared deployment: the state a fresh site.yml leaves. ``desired``
+    hosts alive and UP, the provider, HAProxy and its configuration agree (one heal.yml run if
+    a previous test left the pool short), and an empty event log, so that no test sees the
+    history (replacements, backoff, circuit breaker) of another."""
+    from helpers.chaos import config_servers, view  # noqa: PLC0415
+
+    def converged() -> bool:
+        v = view(dep, provider)
+        return v.converged_to == desired and config_servers(dep) == set(v.provider)
+
+    log = dep.root / "heal" / "events.jsonl"
+    if not converged():
+        log.unlink(missing_ok=True)  # a previous test's history must not hold a replacement back
+        run = dep.play("heal.yml")
+        assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
+    wait_until(converged, timeout, f"{desired} hosts alive and UP, provider == HAProxy == config",
+               interval=0.5)
+    log.unlink(missing_ok=True)
