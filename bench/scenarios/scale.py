@@ -255,4 +255,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"{r['all_failed']} of {r['all_requests']:,}.",
         "",
         f"![request rate, hosts in service and draining over time]({r['plot']})",
+        "",
+        "The request rate is HAProxy's (`req_rate` of the frontend, over the last second): the short "
+        "dips at the moments hosts join or leave are reloads, where the new worker's counters start "
+        "from zero; the load itself is paced and its failed requests are counted above.",
     ])
