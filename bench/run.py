@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -121,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.report).write_text(render(results))
     ctx.log(f"wrote {args.json} and {args.report} ({results['seconds'] / 60:.1f} min)")
     if failed:
-        ctx.log(f"FAILED: {', '.join(failed)}")
+        ctx.log(f"FAILED: {', '.join(failed)} (their state and logs are kept in {ctx.workdir})")
         return 1
+    shutil.rmtree(ctx.workdir, ignore_errors=True)
     return 0
 
 
