@@ -23,9 +23,7 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -35,14 +33,13 @@ from typing import Any
 
 from helpers.chaos import view
 from helpers.heal import deployments, events, instances, kill_hard
-from helpers.procs import wait_until
+from helpers.procs import CRON_DIR, cron_daemon, wait_until
 from helpers.site import Deployment
 
 from bench.lib import BenchError, Context, Wrk, fmt_summary, summary
 
 NAME = "heal"
 TITLE = "Kill → replacement serving: timer-driven vs watch-driven, local and docker providers"
-CRON_DIR = Path("/etc/cron.d")
 MODES = {
     "timer": {"heal_timer_scheduler": "cron", "heal_timer_period": 10, "heal_timer_watch": False},
     "watch": {"heal_timer_scheduler": "none", "heal_timer_watch": True},
@@ -51,30 +48,6 @@ MODES = {
 # rate, so that it leaves a core to Ansible, as a production balancer is not run at 100 % CPU.
 WRK = {"connections": 4, "threads": 1, "delay_ms": 20}
 DESIRED = 2
-
-
-@contextlib.contextmanager
-def cron_running() -> Iterator[None]:
-    """Debian's cron daemon, started for the scenario when none runs (stopped after)."""
-    if shutil.which("cron") is None or not CRON_DIR.is_dir():
-        raise BenchError("the timer-driven figure needs Debian's cron (make setup installs it)")
-    pid = _cron_pid()
-    started = None
-    if pid is None:
-        subprocess.run(["cron"], check=True)
-        wait_until(lambda: _cron_pid() is not None, 10, "cron to start")
-        started = _cron_pid()
-    try:
-        yield
-    finally:
-        if started is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(started, signal.SIGTERM)
-
-
-def _cron_pid() -> int | None:
-    out = subprocess.run(["pgrep", "-x", "cron"], capture_output=True, text=True, check=False).stdout.split()
-    return int(out[0]) if out else None
 
 
 @contextlib.contextmanager
@@ -176,7 +149,7 @@ def _replace_event(dep: Deployment, victim: str) -> dict[str, Any]:
 
 def run(ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {"modes": list(MODES), "providers": {}, "wrk": WRK, "repeat": ctx.repeat}
-    with cron_running():
+    with cron_daemon():
         for provider in ctx.providers:
             made = deployments(ctx.dir(f"heal-{provider}"))
             make = next(made)

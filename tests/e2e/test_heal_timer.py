@@ -21,36 +21,16 @@ from pathlib import Path
 import pytest
 from helpers.heal import events, instances, kill_hard
 from helpers.load import Load
-from helpers.procs import wait_until
+from helpers.procs import CRON_DIR, cron_daemon, wait_until
 from helpers.site import Deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CRON_DIR = Path("/etc/cron.d")
-
-
-def _cron_pid() -> int | None:
-    found = subprocess.run(["pgrep", "-x", "cron"], capture_output=True, text=True, check=False)
-    pids = found.stdout.split()
-    return int(pids[0]) if pids else None
-
-
 @pytest.fixture
 def cron() -> Iterator[None]:
-    """A running cron daemon; started here (and stopped afterwards) when none runs."""
-    if os.geteuid() != 0 or shutil.which("cron") is None or not CRON_DIR.is_dir():
-        pytest.skip("needs root and Debian's cron")
-    started = None
-    if _cron_pid() is None:
-        subprocess.run(["cron"], check=True)
-        wait_until(lambda: _cron_pid() is not None, 10, "cron to start")
-        started = _cron_pid()
-    try:
+    """A running cron daemon (started for the test when none runs)."""
+    with cron_daemon():
         yield
-    finally:
-        if started is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(started, signal.SIGTERM)
 
 
 class Schedule:

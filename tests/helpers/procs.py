@@ -36,6 +36,7 @@ from pathlib import Path
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 LOOPBACK = "127.0.0.1"
+CRON_DIR = Path("/etc/cron.d")
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -383,3 +384,28 @@ def running(*stoppables: Nginx | HAProxy) -> Iterator[None]:
     finally:
         for item in reversed(stoppables):
             item.stop()
+
+
+def _cron_pid() -> int | None:
+    found = subprocess.run(["pgrep", "-x", "cron"], capture_output=True, text=True, check=False)
+    pids = found.stdout.split()
+    return int(pids[0]) if pids else None
+
+
+@contextlib.contextmanager
+def cron_daemon() -> Iterator[None]:
+    """Debian's cron daemon running: started here (and stopped on exit) when none runs.
+    Raises RuntimeError when there is no cron to start (``make setup`` installs it)."""
+    if os.geteuid() != 0 or shutil.which("cron") is None or not CRON_DIR.is_dir():
+        raise RuntimeError("needs root and Debian's cron with /etc/cron.d (make setup installs it)")
+    started = None
+    if _cron_pid() is None:
+        subprocess.run(["cron"], check=True)
+        wait_until(lambda: _cron_pid() is not None, 10, "cron to start")
+        started = _cron_pid()
+    try:
+        yield
+    finally:
+        if started is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(started, signal.SIGTERM)
