@@ -67,7 +67,7 @@ ONLY      ?=
 PROVIDERS ?= local,docker
 QUICK     ?=
 
-bench: setup  ## measure (~30 min): writes docs/benchmarks.md, bench/results.json, docs/img/bench-scale.png
+bench: setup  ## measure (~25 min): writes docs/benchmarks.md, bench/results.json, docs/img/bench-scale.png
 	@python3 bench/run.py --repeat $(REPEAT) --providers $(PROVIDERS) $(if $(ONLY),--only $(ONLY)) $(if $(QUICK),--quick)
 
 status: setup-local  ## per pool: desired, instances, in service, draining, down, last events (INVENTORY=, EVENTS=, POOL=)

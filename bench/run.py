@@ -2,6 +2,7 @@
 
     python bench/run.py [--repeat 3] [--only heal,scale] [--providers local,docker] [--quick]
                         [--json bench/results.json] [--report docs/benchmarks.md]
+    python bench/run.py --render    # the report again from bench/results.json, nothing measured
 
 Each scenario measures its figures ``--repeat`` times and reports the median (and the range);
 figures that compare things (timer vs watcher, generated config vs the original design's
@@ -75,7 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter loads and fewer sizes (a trial run)")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
     parser.add_argument("--report", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: write the report again from the --json file")
     args = parser.parse_args(argv)
+    if args.render:
+        Path(args.report).write_text(render(json.loads(Path(args.json).read_text())))
+        print(f"wrote {args.report} from {args.json}")
+        return 0
 
     only = [s for s in args.only.split(",") if s] or SCENARIOS
     unknown = sorted(set(only) - set(SCENARIOS))

@@ -191,11 +191,13 @@ def markdown(r: dict[str, Any]) -> str:
         "connection's requests) runs through the balancer; the clock stops "
         "at the first answer from the new host. **timer**: cron + the wrapper's 10 s ticks; "
         "**watch**: the watcher (0.5 s `show stat` polls). Trigger = kill → the heal run takes the "
-        "server out (from the `replace` event); replace = out → new host UP (the event's duration). "
+        "server out (from the `replace` event); replace = out → the run has seen the new host UP in "
+        "HAProxy and logged the event (the event's duration: it ends shortly after the first answer "
+        "of the new host, which is why trigger + replace can exceed the serving time). "
         f"Median (range) of {r['repeat']} kills per row.",
         "",
         "| provider | trigger | kill → new host serving | trigger delay | replace (launch, provision, "
-        "register, UP) | wrk requests | failed | wrk req/s |",
+        "register, UP, logged) | wrk requests | failed | wrk req/s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for provider, modes in r["providers"].items():
