@@ -202,3 +202,34 @@ def test_a_bad_prometheus_path_is_refused_before_anything_is_written(tmp_path: P
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert f"haproxy_prometheus_path ({path}) must be a URL path starting with /" in output, output[-2000:]
+
+
+def test_a_reload_that_fails_is_reported_and_retried_by_the_next_run(site: Site) -> None:
+    """A configuration that passes ``haproxy -c`` but cannot be loaded (its frontend port is
+    taken by another process): the play fails with the role's explanation, the running worker
+    goes on serving the previous configuration, and the next run, with nothing new to write,
+    sees that the master never loaded it and reloads again."""
+    first = site.play("site.yml")
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+    hello = {"Hello web1!", "Hello web2!"}
+    old_port = site.frontend
+    with socket.socket() as squatter:  # no SO_REUSEPORT: HAProxy's bind fails
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        new_port = int(squatter.getsockname()[1])
+        extra = json.loads(site.extra_vars)
+        extra["hapool_frontend_port"] = new_port
+        site.extra_vars, site.frontend = json.dumps(extra), new_port
+
+        failed = site.play("site.yml")
+        assert failed.returncode != 0, failed.stdout[-4000:]
+        assert "could not load the new configuration" in failed.stdout, failed.stdout[-4000:]
+        # the run wrote the configuration: its own reload is the one that failed
+        assert "an earlier reload failed" not in " ".join(failed.stdout.split())
+        assert site.get(old_port)[1].strip() in hello  # the previous worker still serves
+
+    retried = site.play("site.yml")
+    assert retried.returncode == 0, retried.stdout[-4000:]
+    # (the YAML callback folds the message over lines)
+    assert "an earlier reload failed" in " ".join(retried.stdout.split()), retried.stdout[-4000:]
+    assert site.get(new_port)[1].strip() in hello
