@@ -600,6 +600,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     except DrainTimeoutError as exc:
         module.fail_json(
             msg=str(exc),
+            error=type(exc).__name__,
             changed=bool(done),
             commands=done,
             sessions=exc.sessions,
@@ -608,7 +609,14 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             name=name,
         )
     except HapoolError as exc:
-        module.fail_json(msg=str(exc), changed=bool(done), commands=done, backend=backend, name=name)
+        module.fail_json(
+            msg=str(exc),
+            error=type(exc).__name__,
+            changed=bool(done),
+            commands=done,
+            backend=backend,
+            name=name,
+        )
 
     after = client.get_server(backend, name)
     result["server"] = after.as_dict() if after else None
@@ -657,7 +665,7 @@ def main() -> None:
     try:
         module.exit_json(**run(module))
     except HapoolError as exc:
-        module.fail_json(msg=str(exc), exception=traceback.format_exc())
+        module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
 
 
 if __name__ == "__main__":

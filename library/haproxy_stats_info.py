@@ -276,7 +276,7 @@ def main() -> None:
     try:
         module.exit_json(**run(module))
     except HapoolError as exc:
-        module.fail_json(msg=str(exc), exception=traceback.format_exc())
+        module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
 
 
 if __name__ == "__main__":

@@ -69,8 +69,10 @@ def test_stats_info_filter_tcp_check_mode(pool: Pool) -> None:
 def test_stats_info_failures(pool: Pool, tmp_path: Path) -> None:
     result = run_module("haproxy_stats_info", {"socket": pool.socket, "backend": ["app", "nope"]})
     assert result["failed"] and "no backend named 'nope'" in result["msg"]
+    assert result["error"] == "UnknownBackendError"
     result = run_module("haproxy_stats_info", {"socket": str(tmp_path / "missing.sock")})
     assert result["failed"] and "no HAProxy runtime socket" in result["msg"]
+    assert result["error"] == "SocketNotFoundError"
     result = run_module("haproxy_stats_info", {"socket": pool.socket, "backend": ["app;show info"]})
     assert result["failed"] and "invalid backend name" in result["msg"]
     # A user-level socket is enough to read.
@@ -210,6 +212,7 @@ def test_absent_timeout_fails_and_leaves_the_server_in_maint(pool: Pool) -> None
     pool.wait_until_sessions("web1", 1)
     result = server(pool, "web1", state="absent", drain_timeout=0.3, poll_interval=0.05)
     assert result["failed"] and result["sessions"] == 1 and "still has 1 current session" in result["msg"]
+    assert result["error"] == "DrainTimeoutError"
     assert result["changed"] and result["commands"] == ["set server app/web1 state maint"]
     assert pool.client.server_state("app", "web1").admin == "maint"
     thread.join(10)
