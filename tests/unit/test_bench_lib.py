@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.lib import BenchError, fmt_summary, parse_wrk, summary
+from bench.run import ROOT, SCENARIOS, main
 
 WRK = Path(__file__).parent / "fixtures" / "wrk"
 
@@ -42,3 +43,14 @@ def test_summary_keeps_every_value_and_skips_missing_ones() -> None:
     assert fmt_summary(s, "s") == "2.0 s (1.0-3.0)"
     assert fmt_summary(summary([None])) == "n/a"
     assert fmt_summary(summary([4.25]), "ms", 2) == "4.25 ms"
+
+
+def test_the_committed_report_is_what_the_committed_results_render_to(tmp_path: Path) -> None:
+    """docs/benchmarks.md is written from bench/results.json by each scenario's markdown():
+    rendering the committed results again gives the committed report, so neither was edited
+    by hand and every scenario's markdown() still reads the figures it wrote."""
+    report = tmp_path / "benchmarks.md"
+    assert main(["--render", "--json", str(ROOT / "bench" / "results.json"), "--report", str(report)]) == 0
+    text = report.read_text()
+    assert text == (ROOT / "docs" / "benchmarks.md").read_text()
+    assert text.count("\n## ") == len(SCENARIOS) and "**Failed:**" not in text
