@@ -28,8 +28,9 @@ pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 DESIRED = 4
 # Seconds during which backends are killed (test 1); the heal loop then runs until the pool is
-# back (at most RECOVERY_S more). 90 s keeps the whole chaos suite near its 4 minute budget.
-CHAOS_S = 90
+# back (at most RECOVERY_S more). Two minutes, as issue #8 asks (the chaos stage then takes
+# about 4 minutes in CI).
+CHAOS_S = 120
 KILL_EVERY_S = 9
 RECOVERY_S = 120
 # Failed requests allowed while backends are killed. HAProxy retries a request that meets a
@@ -109,14 +110,9 @@ def test_backends_killed_at_random_under_load_are_replaced_with_no_failed_reques
             # Kill only while at least 2 hosts would still serve: more would trip heal.yml's
             # circuit breaker (more than half of the servers DOWN), which refuses to act.
             up = serving(dep) if now >= next_kill else []
-            # ... and only hosts the healer is done with: the first ones and the replacements of
-            # logged `replace` events. A replacement killed after it turned UP but before the
-            # running heal.yml saw it UP keeps that run in "Wait until HAProxy reports each new
-            # host UP" for hapool_heal_up_retries (120 polls, ~4 min here), then fails it
-            # without a `replace` event (reported on issue #8).
-            settled = start_names | {str(e.get("replacement")) for e in events(dep)
-                                     if e["action"] == "replace"}
-            candidates = [n for n in up if n in settled]
+            # Any of them, replacements too, also one that a running heal.yml is still waiting
+            # for: that wait ends when the host is UP or refuses connections (L4CON).
+            candidates = up
             if len(up) >= 3 and candidates:
                 victim = rng.choice(candidates)
                 inst = next((i for i in instances(dep, "local") if i.name == victim), None)
