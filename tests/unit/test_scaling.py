@@ -435,6 +435,21 @@ def situations(
     return s, group, history, files
 
 
+def test_recommendations_logged_at_the_same_time_count_in_one_order_whatever_the_history_order() -> None:
+    """Two recommendations with the same time: the higher one counts as the later one, for
+    the stabilization window and for whether the new one is recorded (found by the property
+    test below: the plan used to depend on the order of the history)."""
+    s = make_settings(TARGET_RATE, min=1, max=5, desired=2, scale_in_stabilization=60)
+    same_time = [
+        {**event(NOW - 120, EVENT_RECOMMENDATION), "recommendation": 4},
+        {**event(NOW - 120, EVENT_RECOMMENDATION), "recommendation": 1},
+    ]
+    plans = [plan_scale("web", s, hosts(10, 10, 10, 10), history, now=NOW)
+             for history in (same_time, same_time[::-1])]
+    assert plans[0] == plans[1]
+    assert plans[0].recommendation == 4 and not plans[0].record_recommendation
+
+
 @settings(max_examples=400, deadline=None)
 @given(situations())
 def test_properties(
@@ -469,9 +484,9 @@ def test_properties(
     if plan.drain and plan.current <= s.max_size:
         if scalings:
             assert NOW - max(scalings) >= s.scale_in_cooldown
-        # Stabilization: a scale-in only when no recommendation in the window asked for more,
-        # and only once recorded recommendations cover the whole window.
-        if s.policies:
+        # Stabilization (a window of 0 s has none): a scale-in only when no recommendation in
+        # the window asked for more, and only once recorded recommendations cover the window.
+        if s.policies and s.scale_in_stabilization > 0:
             recs = sorted(
                 (float(e["time"]), e["recommendation"])
                 for e in history

@@ -502,15 +502,26 @@ def _recorded_value(event: Mapping[str, Any]) -> int | None:
         return None
 
 
-def _stabilized(
-    raw: int, current: int, history: Sequence[Mapping[str, Any]], now: float, window: float
-) -> tuple[int, str]:
-    """The highest recommendation in effect during the last ``window`` seconds (HPA's rule)."""
-    recorded = sorted(
+def _recommendations(history: Sequence[Mapping[str, Any]]) -> list[tuple[float, int]]:
+    """The recorded recommendations as (time, value), oldest first; at the same time the
+    highest value counts as the later one, so that the order of the history does not matter."""
+    return sorted(
         (float(e.get("time") or 0), value)
         for e in history
         if e.get("action") == EVENT_RECOMMENDATION and (value := _recorded_value(e)) is not None
     )
+
+
+def _last_recommendation(history: Sequence[Mapping[str, Any]]) -> int | None:
+    recorded = _recommendations(history)
+    return recorded[-1][1] if recorded else None
+
+
+def _stabilized(
+    raw: int, current: int, history: Sequence[Mapping[str, Any]], now: float, window: float
+) -> tuple[int, str]:
+    """The highest recommendation in effect during the last ``window`` seconds (HPA's rule)."""
+    recorded = _recommendations(history)
     start = now - window
     before = [value for when, value in recorded if when <= start]
     inside = [value for when, value in recorded if start < when <= now]
@@ -567,9 +578,8 @@ def plan_scale(  # noqa: PLR0912, PLR0915 - one readable pass over the rules, in
     else:
         raw = None
         reasons.append(f"no policy has a recommendation: keep {current}")
-    recorded = [e for e in history if e.get("action") == EVENT_RECOMMENDATION]
-    last = max(recorded, key=lambda e: float(e.get("time") or 0), default=None)
-    record = bool(settings.policies) and raw is not None and (last is None or _recorded_value(last) != raw)
+    last = _last_recommendation(history)
+    record = bool(settings.policies) and raw is not None and last != raw
 
     target = current if raw is None else raw
     if target < current and settings.policies and settings.scale_in_stabilization > 0:
