@@ -597,18 +597,8 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             result["waited"] = round(
                 client.wait_drained(backend, name, p["drain_timeout"], interval=p["poll_interval"]), 3
             )
-    except DrainTimeoutError as exc:
-        module.fail_json(
-            msg=str(exc),
-            error=type(exc).__name__,
-            changed=bool(done),
-            commands=done,
-            sessions=exc.sessions,
-            queued=exc.queued,
-            backend=backend,
-            name=name,
-        )
     except HapoolError as exc:
+        drain = {"sessions": exc.sessions, "queued": exc.queued} if isinstance(exc, DrainTimeoutError) else {}
         module.fail_json(
             msg=str(exc),
             error=type(exc).__name__,
@@ -616,6 +606,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             commands=done,
             backend=backend,
             name=name,
+            **drain,
         )
 
     after = client.get_server(backend, name)
