@@ -102,6 +102,7 @@ def test_backends_killed_at_random_under_load_are_replaced_with_no_failed_reques
                 max_seconds=CHAOS_S + RECOVERY_S + 60, pause=0.02).start()
     heal = HealLoop(dep, max_seconds=CHAOS_S + RECOVERY_S).start()
     kills: list[tuple[float, str]] = []
+    unlogged: list[str] = []
     started = time.monotonic()
     try:
         load.wait_for(f"Hello {sorted(start_names)[0]}!")
@@ -112,12 +113,15 @@ def test_backends_killed_at_random_under_load_are_replaced_with_no_failed_reques
             up = serving(dep) if now >= next_kill else []
             # Any of them, replacements too, also one that a running heal.yml is still waiting
             # for: that wait ends when the host is UP or refuses connections (L4CON).
-            candidates = up
-            if len(up) >= 3 and candidates:
-                victim = rng.choice(candidates)
+            if len(up) >= 3:
+                victim = rng.choice(up)
                 inst = next((i for i in instances(dep, "local") if i.name == victim), None)
                 if inst is None:  # the healer just removed it
                     continue
+                if victim not in start_names and victim not in {
+                    str(e.get("replacement")) for e in events(dep) if e["action"] == "replace"
+                }:
+                    unlogged.append(victim)  # its heal run may still be waiting for it to be UP
                 kill_hard(inst)
                 kills.append((now - started, victim))
                 next_kill = now + KILL_EVERY_S
@@ -144,7 +148,9 @@ def test_backends_killed_at_random_under_load_are_replaced_with_no_failed_reques
     print(f"\nkill under load: {CHAOS_S} s of chaos, {len(kills)} kill(s) {[k for _, k in kills]} at "
           f"{[round(t) for t, _ in kills]} s; {len(runs)} heal run(s) "
           f"({[round(r.seconds) for r in runs]} s, rc {[r.returncode for r in runs]}); {len(replaced)} "
-          f"replace event(s); back to {DESIRED} hosts {recovery_s:.1f} s after the chaos "
+          f"replace event(s); {sum(k not in start_names for _, k in kills)} victim(s) were replacements, "
+          f"{len(unlogged)} of them before their heal run had logged them; "
+          f"back to {DESIRED} hosts {recovery_s:.1f} s after the chaos "
           f"({last_kill_to_converged:.1f} s after the last kill); {len(outcomes)} requests, "
           f"{len(failed)} failed (budget {KILL_FAILED_BUDGET})")
     assert kills, "nothing was killed"
