@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything hapool needs on a Debian 12 machine:
-#   1. system packages (haproxy, nginx-light, socat, cron, docker.io, debootstrap, vagrant, wrk)
+#   1. system packages (haproxy, nginx-light, socat, cron, docker.io, debootstrap, vagrant, wrk,
+#      curl, sqlite3, iproute2, procps, python3-venv)
 #   2. the Python virtual environment in .venv with the pinned requirements
 #   3. a running Docker engine (dockerd started by hand when none answers)
 #   4. the local base image (debootstrap + docker import; nothing is pulled)
@@ -34,31 +35,34 @@ missing_packages() {
     for p in "${APT_PACKAGES[@]}" "${APT_NO_RECOMMENDS[@]}"; do
         PATH="$PATH:/usr/sbin:/sbin" command -v "${PROBE[$p]}" > /dev/null 2>&1 || echo "$p"
     done
+    # Debian's python3 comes without venv/ensurepip: the virtual environment needs python3-venv.
+    "$PYTHON" -c 'import ensurepip, venv' > /dev/null 2>&1 || echo python3-venv
 }
 
 # ---------------------------------------------------------------- 1. system packages
 missing=$(missing_packages | tr '\n' ' ')
-if [ -n "${missing// /}" ]; then
+missing=${missing% }
+if [ -n "$missing" ]; then
+    regular=() ; norec=()
+    for p in $missing; do
+        if [[ " ${APT_NO_RECOMMENDS[*]} " == *" $p "* ]]; then norec+=("$p"); else regular+=("$p"); fi
+    done
     is_debian=0
     [ -r /etc/os-release ] && grep -qE '^ID=debian' /etc/os-release && is_debian=1
     if [ "$(id -u)" -ne 0 ] || [ $is_debian -ne 1 ]; then
-        cat >&2 <<MSG
-[setup] ERROR: these system packages are missing: $missing
-[setup] hapool installs them itself only when run as root on Debian. Install them with:
-    sudo apt-get update
-    sudo apt-get install -y ${missing//vagrant/}
-    sudo apt-get install -y --no-install-recommends vagrant   # only if vagrant is listed above
-[setup] then run 'make setup' again.
-MSG
+        {
+            echo "[setup] ERROR: these system packages are missing: $missing"
+            echo "[setup] hapool installs them itself only when run as root on Debian. Install them with:"
+            echo "    sudo apt-get update"
+            [ ${#regular[@]} -eq 0 ] || echo "    sudo apt-get install -y ${regular[*]}"
+            [ ${#norec[@]} -eq 0 ] || echo "    sudo apt-get install -y --no-install-recommends ${norec[*]}"
+            echo "[setup] then run 'make setup' again."
+        } >&2
         exit 1
     fi
     log "installing system packages: $missing"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q > "$STATE/apt.log" 2>&1 || { tail -20 "$STATE/apt.log" >&2; die "apt-get update failed"; }
-    regular=() ; norec=()
-    for p in $missing; do
-        if [[ " ${APT_NO_RECOMMENDS[*]} " == *" $p "* ]]; then norec+=("$p"); else regular+=("$p"); fi
-    done
     if [ ${#regular[@]} -gt 0 ]; then
         apt-get install -y -q "${regular[@]}" >> "$STATE/apt.log" 2>&1 \
             || { tail -20 "$STATE/apt.log" >&2; die "apt-get install failed (log: $STATE/apt.log)"; }
