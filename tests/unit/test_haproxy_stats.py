@@ -90,7 +90,10 @@ def test_backend_summary_aggregates():
     assert dict(app.counts) == {"UP": 2, "DRAIN": 1, "MAINT": 1, "DOWN": 1, "NO CHECK": 1}
     assert (app.total, app.available) == (6, 3)
     assert app.scur == 1 and app.server_sessions == 1
-    assert app.stot >= 13 and app.rate >= 0
+    # The backend's request rate (HAProxy's own BACKEND row) and its servers' share of it.
+    assert (app.stot, app.rate) == (13, 13)
+    assert {r.server: r.rate for r in app.servers if r.rate} == {"web1": 9, "dyn1": 4}
+    assert all(r.qcur == 0 for r in app.servers)
     assert app.server("dyn1") is not None and app.server("nope") is None
     empty = summary["empty"]
     assert (empty.total, empty.available, dict(empty.counts), empty.scur) == (0, 0, {}, 0)
@@ -177,6 +180,7 @@ def test_show_stat_quoted_fields():
         ("# pxname,svname,type,status\napp,web1,x,UP\n", "type"),
         ("# pxname,svname,type,status\n,web1,2,UP\n", "empty pxname"),
         ('# pxname,svname,type,status\napp,"web1,2,UP\n', "CSV"),
+        ("# pxname,svname,type,status,scur,scur\napp,web1,2,UP,1,2\n", "repeats column.s. scur"),
     ],
 )
 def test_show_stat_malformed_input_is_an_error(text, message):
@@ -239,6 +243,8 @@ def test_servers_state_tolerates_extra_columns():
         (SERVERS_STATE.replace(" 2 0 50 1 ", " 2 x 50 1 ", 1), "srv_admin_state"),
         (SERVERS_STATE.replace(" 2 0 50 1 ", " 2 4096 50 1 ", 1), "out of range"),
         (SERVERS_STATE.replace("3 app 1 web1", "three app 1 web1", 1), "be_id"),
+        ("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_uweight\n",
+         "repeats column.s. srv_uweight"),
     ],
 )
 def test_servers_state_malformed_input_is_an_error(text, message):

@@ -10,6 +10,7 @@ Verified against HAProxy 2.6.12 (fixtures in ``tests/unit/fixtures/haproxy``).
 
 from __future__ import annotations
 
+import collections
 import csv
 import enum
 import io
@@ -251,7 +252,17 @@ def _stat_header(line: str) -> list[str]:
     missing = [name for name in _STAT_REQUIRED if name not in names]
     if missing:
         raise ParseError(f"show stat: header lacks column(s) {', '.join(missing)}")
+    _refuse_duplicate_columns("show stat", names)
     return names
+
+
+def _refuse_duplicate_columns(what: str, names: list[str]) -> None:
+    """Two columns of one name: which one holds the value would be a guess."""
+    # HAProxy's own header has unnamed columns ('' after the trailing comma) and '-' placeholders.
+    counts = collections.Counter(n for n in names if n not in ("", "-"))
+    duplicates = sorted(n for n, count in counts.items() if count > 1)
+    if duplicates:
+        raise ParseError(f"{what}: header repeats column(s) {', '.join(duplicates)}")
 
 
 def parse_show_stat(text: str) -> list[StatRow]:
@@ -542,6 +553,7 @@ def parse_servers_state(text: str) -> list[ServerState]:
     missing = [name for name in _SS_REQUIRED if name not in names]
     if missing:
         raise ParseError(f"show servers state: header lacks column(s) {', '.join(missing)}")
+    _refuse_duplicate_columns("show servers state", names)
     result: list[ServerState] = []
     for number, line in enumerate(lines[2:], start=3):
         values = line.split()
