@@ -243,8 +243,8 @@ def test_servers_state_tolerates_extra_columns():
         (SERVERS_STATE.replace(" 2 0 50 1 ", " 2 x 50 1 ", 1), "srv_admin_state"),
         (SERVERS_STATE.replace(" 2 0 50 1 ", " 2 4096 50 1 ", 1), "out of range"),
         (SERVERS_STATE.replace("3 app 1 web1", "three app 1 web1", 1), "be_id"),
-        ("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_uweight\n",
-         "repeats column.s. srv_uweight"),
+        ("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state"
+         " srv_uweight srv_iweight srv_uweight\n", "repeats column.s. srv_uweight"),
     ],
 )
 def test_servers_state_malformed_input_is_an_error(text, message):
