@@ -188,20 +188,33 @@ def test_site_registers_local_web_hosts_and_teardown_stops_them(site: Site) -> N
     assert not any(pid_alive(p) for p in site.pid_files)
 
 
-@pytest.mark.parametrize("path", ["metrics", "/stats", "/a b", "/m{x}"])
-def test_a_bad_prometheus_path_is_refused_before_anything_is_written(tmp_path: Path, path: str) -> None:
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        *[({"haproxy_prometheus_path": path}, f"haproxy_prometheus_path ({path}) must be a URL path")
+          for path in ["metrics", "/stats", "/a b", "/m{x}"]],
+        # No socket may give others any access (the admin socket controls the balancer).
+        ({"haproxy_stats_socket_mode": "666"}, "haproxy_stats_socket_mode (666) and"),
+        ({"haproxy_stats_socket_mode": "0662"}, "haproxy_stats_socket_mode (0662) and"),
+        ({"haproxy_master_socket_mode": "604"}, "haproxy_master_socket_mode (604) must give others"),
+        *[({"haproxy_stats_user": user}, "must be 1 to 64 letters, digits")
+          for user in ["ad min", "a'b", "x\ny", ""]],
+    ],
+)
+def test_bad_role_settings_are_refused_before_anything_is_written(tmp_path: Path, extra: dict[str, str],
+                                                                   message: str) -> None:
     playbook = tmp_path / "model.yml"
     playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
         {"name": "Model", "ansible.builtin.include_role": {"name": "haproxy", "tasks_from": "model"}}]}]))
     result = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook),
-         "-e", json.dumps({"haproxy_prometheus_path": path})],
+         "-e", json.dumps(extra)],
         cwd=ROOT, env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert result.returncode != 0
     output = result.stdout + result.stderr
-    assert f"haproxy_prometheus_path ({path}) must be a URL path starting with /" in output, output[-2000:]
+    assert message in output, output[-2000:]
 
 
 def test_a_reload_that_fails_is_reported_and_retried_by_the_next_run(site: Site) -> None:
