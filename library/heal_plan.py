@@ -23,10 +23,12 @@ description:
   - "Guards: at most C(max_replace_per_run) replacements (DOWN longest first); the B(circuit
     breaker) - when every server of the pool is DOWN, or more than C(circuit_threshold) of
     them, nothing is replaced, a C(circuit_open) event is logged and the module fails (the
-    fault is likely between the balancer and the hosts); B(backoff) - a replacement that fails
-    within C(flap_window) seconds of its launch is not replaced again before
-    C(grace_period + backoff * 2^(n-1)) seconds (n early failures in a row, at most
-    C(backoff_max)); a C(backoff_skip) event is logged."
+    fault is likely between the balancer and the hosts); B(backoff) - a crash-looping image is
+    not relaunched in a loop. n counts the replacements in a row that failed within
+    C(flap_window) seconds of their launch and the attempts to replace the host that failed
+    (its replacement did not launch); the host is not replaced again before
+    C(backoff * 2^(n-1)) seconds (at most C(backoff_max)) after the later of the end of its
+    grace period and the last failed attempt; a C(backoff_skip) event is logged."
   - The decision is pure Python (C(module_utils/hapool/healing.py)); time is the controller's
     clock unless O(now) is given.
 version_added: "0.1.0"
@@ -53,7 +55,8 @@ options:
     default: 5.0
   event_log:
     description:
-      - The healer's event log (JSON lines). Its C(replace) events drive the backoff; the
+      - The healer's event log (JSON lines). Its C(replace_launch), C(replace) and
+        C(replace_failed) events drive the backoff; the
         module appends C(circuit_open) and C(backoff_skip) events to it (not in check mode).
       - No history and no events when omitted.
     type: path
@@ -165,7 +168,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.hapool.errors import HapoolError
 from ansible.module_utils.hapool.events import append_events, make_event, read_events
 from ansible.module_utils.hapool.haproxy import RuntimeClient
-from ansible.module_utils.hapool.healing import BACKOFF, REPLACE, plan_heal
+from ansible.module_utils.hapool.healing import BACKOFF, HISTORY_ACTIONS, plan_heal
 from ansible.module_utils.hapool.providers import validate_pool
 from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
 from ansible.module_utils.hapool.scaling import EVENT_DRAIN
@@ -179,9 +182,11 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     rows = [row for row in RuntimeClient(p["socket"], timeout=p["timeout"]).show_stat(pool) if row.is_server]
     with provider_from_params(p) as provider:
         instances = provider.list(pool)
-    history = read_events(p["event_log"], pool=pool, actions=(REPLACE, EVENT_DRAIN)) if p["event_log"] else []
+    history = []
+    if p["event_log"]:
+        history = read_events(p["event_log"], pool=pool, actions=(*HISTORY_ACTIONS, EVENT_DRAIN))
     leaving = {str(e.get("instance")) for e in history if e.get("action") == EVENT_DRAIN}
-    replaced = [e for e in history if e.get("action") == REPLACE]
+    replaced = [e for e in history if e.get("action") in HISTORY_ACTIONS]
     plan = plan_heal(pool_cfg, rows, instances, replaced, now, leaving=leaving)
 
     events = []

@@ -13,8 +13,8 @@ of triggering `heal.yml`, installed for real by `playbooks/heal_timer.yml`:
 (`kill -9` of its nginx master and workers, or `docker kill`), and the clock stops when a
 request through the balancer is answered by a host that did not exist before the kill. The
 wrk figures of that window give the failed requests during a backend kill. The `replace`
-event of the run gives its split: trigger delay (kill -> the run took the server out) and the
-replacement itself (out -> new host UP).
+event of the run gives its split: trigger delay (kill -> the run started the replacement) and
+the replacement itself (start -> new host UP).
 """
 
 from __future__ import annotations
@@ -123,13 +123,13 @@ def one_kill(dep: Deployment, provider: str, budget_s: float) -> dict[str, Any]:
     if serving_s is None:
         raise BenchError(f"no replacement of {victim.name} served within {budget_s:.0f} s")
     event = _replace_event(dep, victim.name)
-    out_at = float(event["time"]) - float(event["duration"])
+    started_at = float(event["time"]) - float(event["duration"])
     return {
         "victim": victim.name,
         "replacement": event.get("replacement"),
         "serving_s": serving_s,
-        "trigger_s": out_at - killed_wall,  # kill -> the heal run took the server out
-        "replace_s": float(event["duration"]),  # out -> replacement UP (the event's duration)
+        "trigger_s": started_at - killed_wall,  # kill -> the heal run started the replacement
+        "replace_s": float(event["duration"]),  # start -> replacement UP (the event's duration)
         "requests": result.requests,
         "failed": result.failed,
         "rps": result.rps,
@@ -190,8 +190,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"(`-t{r['wrk']['threads']} -c{r['wrk']['connections']}`, {r['wrk']['delay_ms']} ms between a "
         "connection's requests) runs through the balancer; the clock stops "
         "at the first answer from the new host. **timer**: cron + the wrapper's 10 s ticks; "
-        "**watch**: the watcher (0.5 s `show stat` polls). Trigger = kill → the heal run takes the "
-        "server out (from the `replace` event); replace = out → the run has seen the new host UP in "
+        "**watch**: the watcher (0.5 s `show stat` polls). Trigger = kill → the heal run starts the "
+        "replacement (from the `replace` event); replace = start → the run has seen the new host UP in "
         "HAProxy and logged the event (the event's duration: it ends shortly after the first answer "
         "of the new host, which is why trigger + replace can exceed the serving time). "
         f"Median (range) of {r['repeat']} kills per row.",

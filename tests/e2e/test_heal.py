@@ -172,3 +172,60 @@ def test_a_replacement_that_dies_right_after_launch_is_backed_off(local_pool: De
     assert float(skips[0]["not_before"]) > time.time() + 500  # type: ignore[arg-type]
     assert [e["action"] for e in events(dep)].count("replace") == 1
     assert replacement in {i.name for i in instances(dep, "local")}  # not destroyed
+
+
+CRASH_IMAGE = "hapool/crashloop:test"
+
+
+@pytest.fixture(scope="module")
+def crash_image() -> Iterator[str]:
+    """An image whose container exits right after it starts, like a broken release."""
+    dockerfile = 'FROM hapool/base:bookworm\nCMD ["sh", "-c", "echo bad release >&2; exit 3"]\n'
+    build = subprocess.run(["docker", "build", "-q", "-t", CRASH_IMAGE, "-"], input=dockerfile, text=True,
+                           capture_output=True, timeout=300, check=False)
+    assert build.returncode == 0, build.stdout + build.stderr
+    yield CRASH_IMAGE
+    subprocess.run(["docker", "rmi", "-f", CRASH_IMAGE], capture_output=True, check=False)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_crash_looping_image_is_backed_off_and_the_dead_host_kept(deploy: Deploy, crash_image: str) -> None:
+    """The pool's image is replaced by one that exits at once, then a host dies: the replacement
+    cannot launch, so the dead host is kept (the pool keeps its size), the run fails loudly and
+    logs replace_failed; the next run backs off instead of launching again; once the image is
+    good again and the backoff is over, the next run replaces the host."""
+    dep = deploy("docker", backoff=25)
+    victim, survivor = instances(dep, "docker")
+    good_launch = dict(dep.extra_vars["hapool_pools"][0]["launch"])
+    dep.extra_vars["hapool_pools"][0]["launch"] = {**good_launch, "image": crash_image}
+    kill_hard(victim)
+
+    first = dep.play("heal.yml")
+    assert first.returncode != 0, first.stdout[-5000:]
+    assert f"replacing web/{victim.name} failed" in first.stdout, first.stdout[-5000:]
+    assert "exited right after start" in first.stdout, first.stdout[-5000:]
+    after = instances(dep, "docker")
+    assert {i.name for i in after} == {victim.name, survivor.name}, after
+    leftovers = subprocess.run(["docker", "ps", "-aq", "--filter", f"ancestor={crash_image}"],
+                               capture_output=True, text=True, check=True).stdout.split()
+    assert leftovers == [], "the container of the failed launch was left behind"
+    (failed,) = [e for e in events(dep) if e["action"] == "replace_failed"]
+    assert failed["instance"] == victim.name
+
+    second = dep.play("heal.yml")
+    assert second.returncode == 0, second.stdout[-5000:]
+    skips = [e for e in events(dep) if e["action"] == "backoff_skip"]
+    assert [e["instance"] for e in skips] == [victim.name], events(dep)
+    not_before = float(skips[0]["not_before"])  # type: ignore[arg-type]
+    assert not_before == pytest.approx(float(failed["time"]) + 25, abs=1)  # type: ignore[arg-type]
+    assert [e["action"] for e in events(dep)].count("replace_failed") == 1  # no second launch
+    assert {i.name for i in instances(dep, "docker")} == {victim.name, survivor.name}
+
+    dep.extra_vars["hapool_pools"][0]["launch"] = good_launch
+    time.sleep(max(0.0, not_before - time.time()) + 1)
+    third = dep.play("heal.yml")
+    assert third.returncode == 0, third.stdout[-5000:]
+    (replaced,) = [e for e in events(dep) if e["action"] == "replace"]
+    assert replaced["instance"] == victim.name and replaced["serving"] is True, replaced
+    assert server_status(dep, "docker") == {survivor.name: "UP", str(replaced["replacement"]): "UP"}

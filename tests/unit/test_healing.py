@@ -25,10 +25,13 @@ from ansible.module_utils.hapool.healing import (
     REGISTER,
     REMOVE_SERVER,
     REPLACE,
+    REPLACE_FAILED,
+    REPLACE_LAUNCH,
     WAIT,
     HealSettings,
     backoff_delay,
     early_failures,
+    failed_attempts,
     plan_heal,
 )
 from ansible.module_utils.hapool.lock import acquire, release
@@ -199,6 +202,59 @@ def test_a_replacement_that_lived_long_is_not_backed_off() -> None:
     plan = plan_heal(pool(flap_window=300), [Row("web-b", "DOWN"), Row("web-x", "UP")],
                      [inst("web-b", age=1000), inst("web-x")], history, NOW)
     assert plan.replace == ["web-b"]
+
+
+def test_a_replace_launch_event_links_a_replacement_whose_run_failed_later() -> None:
+    """The run that launched web-b failed before it could log ``replace`` (web-b died before it
+    came UP): the ``replace_launch`` event written right after the launch still links web-b to
+    web-a, so web-b dead at once is backed off, not relaunched."""
+    cfg = pool(grace_period=10, backoff=60, flap_window=300)
+    history = [make_event(time=NOW - 30, pool="web", action=REPLACE_LAUNCH, instance="web-a", reason="DOWN",
+                          replacement="web-b", age=5000)]
+    plan = plan_heal(cfg, [Row("web-x", "UP")], [inst("web-b", age=30, state="exited"), inst("web-x")],
+                     history, NOW)
+    d = next(d for d in plan.decisions if d.name == "web-b")
+    assert d.action == BACKOFF and d.not_before == pytest.approx(NOW - 30 + 10 + 60), d
+    assert "1 replacement(s) in a row failed within 300 s of launch" in d.reason
+
+
+def test_failed_attempts_to_replace_a_host_back_off_exponentially() -> None:
+    """The replacement never launched (its image exits at once): the DOWN host stays, and each
+    failed attempt doubles the wait before the next one, counted from the last attempt."""
+    cfg = pool(grace_period=10, backoff=60, backoff_max=1000)
+    rows = [Row("web-a", "DOWN"), Row("web-x", "UP"), Row("web-y", "UP")]
+    hosts = [inst("web-a", age=5000), inst("web-x"), inst("web-y")]
+
+    def failed(t: float, name: str = "web-a") -> dict[str, object]:
+        return make_event(time=t, pool="web", action=REPLACE_FAILED, instance=name, reason="launch failed")
+
+    assert plan_heal(cfg, rows, hosts, [], NOW).replace == ["web-a"]
+    history = [failed(NOW - 59)]
+    assert failed_attempts("web-a", history=history, pool="web") == (1, NOW - 59)
+    d = next(d for d in plan_heal(cfg, rows, hosts, history, NOW).decisions if d.name == "web-a")
+    assert d.action == BACKOFF and d.not_before == pytest.approx(NOW + 1), d
+    assert "1 attempt(s) to replace it failed" in d.reason
+    assert plan_heal(cfg, rows, hosts, [failed(NOW - 61)], NOW).replace == ["web-a"]
+    # Two failures: 120 s after the last; three: 240 s; other hosts' and pools' failures do not count.
+    history = [failed(NOW - 500), failed(NOW - 100), failed(NOW - 10, "web-x"),
+               {**failed(NOW - 10), "pool": "api"}]
+    assert failed_attempts("web-a", history=history, pool="web") == (2, NOW - 100)
+    d = next(d for d in plan_heal(cfg, rows, hosts, history, NOW).decisions if d.name == "web-a")
+    assert d.action == BACKOFF and d.not_before == pytest.approx(NOW + 20)
+    history.append(failed(NOW - 200))
+    d = next(d for d in plan_heal(cfg, rows, hosts, history, NOW).decisions if d.name == "web-a")
+    assert d.action == BACKOFF and d.not_before == pytest.approx(NOW - 100 + 240)
+
+
+def test_early_failures_and_failed_attempts_add_up() -> None:
+    """web-b, web-a's replacement, died at once; then the attempt to replace web-b failed too."""
+    cfg = pool(grace_period=10, backoff=60)
+    history = [replace_event("web-a", "web-b", NOW - 200, age=5000),
+               make_event(time=NOW - 100, pool="web", action=REPLACE_FAILED, instance="web-b", reason="x")]
+    plan = plan_heal(cfg, [Row("web-x", "UP")], [inst("web-b", age=200, state="exited"), inst("web-x")],
+                     history, NOW)
+    d = next(d for d in plan.decisions if d.name == "web-b")
+    assert d.action == BACKOFF and d.not_before == pytest.approx(NOW - 100 + 120), d
 
 
 def test_backoff_delay_is_capped() -> None:

@@ -20,10 +20,13 @@ Guards:
 * the **circuit breaker**: when every server of the pool is DOWN, or the share of DOWN servers
   is above ``circuit_threshold``, nothing is replaced and the plan is ``circuit_open``: the
   fault is more likely between the balancer and the hosts than in the hosts;
-* **backoff**: a replacement that fails within ``flap_window`` seconds of its launch is not
-  replaced again before ``grace_period + backoff * 2**(n-1)`` seconds (``n`` consecutive early
-  failures in its line of replacements, from the ``replace`` events), capped by
-  ``backoff_max``: a crash-looping image is not relaunched in a loop.
+* **backoff**: a crash-looping image is not relaunched in a loop. ``n`` counts the failures
+  in a row of a host's line of replacements: each replacement in the line that failed within
+  ``flap_window`` seconds of its launch (from the ``replace_launch`` / ``replace`` events that
+  link a replacement to the host it replaced), plus each attempt to replace this host that
+  failed (``replace_failed`` events: the launch itself failed, so the host was left in place).
+  The host is not replaced again before ``backoff * 2**(n-1)`` seconds (capped by
+  ``backoff_max``) after the later of the end of its grace period and the last failed attempt.
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ from .settings import number_setting as _number
 FAILED_STATUSES = frozenset({"DOWN"})
 
 REPLACE = "replace"
+#: Events the healer writes: a replacement launched (before it is provisioned: the link from a
+#: replacement to the host it replaced survives a run that fails later) and a failed attempt.
+REPLACE_LAUNCH = "replace_launch"
+REPLACE_FAILED = "replace_failed"
+#: The events :func:`plan_heal` reads as history.
+HISTORY_ACTIONS = (REPLACE, REPLACE_LAUNCH, REPLACE_FAILED)
 REGISTER = "register"
 REMOVE_SERVER = "remove_server"
 WAIT = "wait"
@@ -189,12 +198,30 @@ class HealPlan:
 
 
 def _predecessors(history: Sequence[Mapping[str, Any]], pool: str) -> dict[str, Mapping[str, Any]]:
-    """replacement name -> the ``replace`` event that launched it."""
+    """replacement name -> the ``replace_launch`` or ``replace`` event that launched it."""
     found: dict[str, Mapping[str, Any]] = {}
     for event in history:
-        if event.get("pool") == pool and event.get("action") == REPLACE and event.get("replacement"):
+        if (
+            event.get("pool") == pool
+            and event.get("action") in (REPLACE, REPLACE_LAUNCH)
+            and event.get("replacement")
+        ):
             found[str(event["replacement"])] = event
     return found
+
+
+def failed_attempts(
+    name: str, *, history: Sequence[Mapping[str, Any]], pool: str
+) -> tuple[int, float | None]:
+    """How many attempts to replace ``name`` failed (``replace_failed`` events; a host whose
+    replacement never launched is still there, so they are all in a row), and when the last one
+    was logged (None when none failed)."""
+    times = [
+        float(event.get("time") or 0.0)
+        for event in history
+        if (event.get("pool"), event.get("action"), event.get("instance")) == (pool, REPLACE_FAILED, name)
+    ]
+    return len(times), (max(times) if times else None)
 
 
 def early_failures(
@@ -346,15 +373,21 @@ def _guard(  # noqa: PLR0917 - internal
             out.append(replace(decision, action=CIRCUIT, reason=f"not replaced: {circuit_reason}"))
             continue
         created = float(by_instance[decision.name].created)
-        failures = early_failures(
+        early = early_failures(
             decision.name, created, now=now, history=history, pool=pool, flap_window=settings.flap_window
         )
-        not_before = created + settings.grace_period + backoff_delay(failures, settings)
+        attempts, last_attempt = failed_attempts(decision.name, history=history, pool=pool)
+        failures = early + attempts
+        start = max(created + settings.grace_period, last_attempt or 0.0)
+        not_before = start + backoff_delay(failures, settings)
         if failures and now < not_before:
-            reason = (
-                f"{decision.reason}; a replacement that failed {failures} time(s) in a row within "
-                f"{settings.flap_window:g} s of launch: backed off for {not_before - now:.0f} s more"
-            )
+            why = []
+            if early:
+                window = f"{settings.flap_window:g} s"
+                why.append(f"{early} replacement(s) in a row failed within {window} of launch")
+            if attempts:
+                why.append(f"{attempts} attempt(s) to replace it failed")
+            reason = f"{decision.reason}; {' and '.join(why)}: backed off for {not_before - now:.0f} s more"
             out.append(replace(decision, action=BACKOFF, reason=reason, not_before=not_before))
             continue
         if replaced >= settings.max_replace_per_run:
@@ -371,10 +404,13 @@ __all__ = [
     "CAPPED",
     "CIRCUIT",
     "FAILED_STATUSES",
+    "HISTORY_ACTIONS",
     "KEEP",
     "REGISTER",
     "REMOVE_SERVER",
     "REPLACE",
+    "REPLACE_FAILED",
+    "REPLACE_LAUNCH",
     "WAIT",
     "Decision",
     "HealPlan",
@@ -384,5 +420,6 @@ __all__ = [
     "backoff_delay",
     "circuit_state",
     "early_failures",
+    "failed_attempts",
     "plan_heal",
 ]
