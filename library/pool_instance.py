@@ -217,6 +217,8 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             return result
 
         if module.check_mode:
+            if name is not None:
+                provider.ledger.check_unused(pool, name)  # the real run would refuse it too
             planned = {
                 "name": name,
                 "pool": pool,

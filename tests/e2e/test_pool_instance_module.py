@@ -117,6 +117,10 @@ def test_local_lifecycle_with_check_mode_and_diff(tmp_path, local_cleanup):
     - name: reuse the name
       pool_instance: {pool: web, state_dir: "{{ state_dir }}", name: "{{ iname }}"}
       ignore_errors: true
+    - name: reuse the name in check mode
+      pool_instance: {pool: web, state_dir: "{{ state_dir }}", name: "{{ iname }}"}
+      check_mode: true
+      ignore_errors: true
     - name: bad pool
       pool_instance: {pool: Web-1, state_dir: "{{ state_dir }}"}
       ignore_errors: true
@@ -148,6 +152,8 @@ def test_local_lifecycle_with_check_mode_and_diff(tmp_path, local_cleanup):
 
     assert r["reuse the name"]["failed"] and "never reused" in r["reuse the name"]["msg"]
     assert r["reuse the name"]["error"] == "NameReusedError"
+    assert r["reuse the name in check mode"]["failed"], r["reuse the name in check mode"]
+    assert r["reuse the name in check mode"]["error"] == "NameReusedError"
     assert r["bad pool"]["failed"] and "invalid pool name 'Web-1'" in r["bad pool"]["msg"]
     assert r["absent without a name"]["failed"] and "name" in r["absent without a name"]["msg"]
     assert r["at the end"]["instances"] == []

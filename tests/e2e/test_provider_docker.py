@@ -117,6 +117,26 @@ def test_new_provider_object_and_new_process_find_the_containers(provider, pool,
     assert all(i["alive"] and i["address"] for i in listed)
 
 
+def test_two_deployments_on_one_engine_see_only_their_own_containers(provider, pool, tmp_path, network,
+                                                                      client):
+    """Same pool name, same engine, two state roots (two checkouts): each lists, counts and
+    destroys only the containers it launched."""
+    mine = provider.launch(pool)
+    other = get_provider("docker", state_root=tmp_path / "other", network=network)
+    try:
+        assert other.list(pool) == [] and other.get(pool, mine.name) is None
+        assert other.destroy(pool, mine.name) is None
+        theirs = other.launch(pool)
+        assert [i.name for i in other.list(pool)] == [theirs.name]
+        assert [i.name for i in provider.list(pool)] == [mine.name]
+        scopes = {c.labels["io.hapool.scope"] for c in containers_of(client, pool)}
+        assert scopes == {provider.scope(), other.scope()} and len(scopes) == 2
+        assert other.destroy(pool, theirs.name) is not None
+        assert [c.name for c in containers_of(client, pool)] == [f"hapool-{pool}-{mine.name}"]
+    finally:
+        other.close()
+
+
 def test_cpu_and_memory_limits(provider, pool, client):
     inst = provider.launch(pool, LaunchSpec(cpus=0.5, memory="64m"))
     host_config = client.containers.get(inst.extra["container_id"]).attrs["HostConfig"]

@@ -11,6 +11,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import stat
@@ -29,6 +30,7 @@ from ansible.module_utils.hapool.providers import (
     STOPPED,
     LaunchSpec,
     NameReusedError,
+    OrphanError,
     ProviderError,
     get_provider,
     sample_cpu_percent,
@@ -240,18 +242,46 @@ def test_names_are_never_reused(provider: LocalProvider):
     assert provider.list() == []
 
 
-def test_nginx_that_fails_to_start_is_a_clear_error_and_leaves_nothing(
-    provider: LocalProvider, tmp_path: Path
-):
+def _failing_nginx(tmp_path: Path) -> str:
     fake = tmp_path / "bin" / "nginx"
     fake.parent.mkdir()
     fake.write_text("#!/bin/sh\necho 'nginx: [emerg] simulated failure' >&2\nexit 1\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    broken = LocalProvider(provider.state_dir, nginx=str(fake))
+    return str(fake)
+
+
+def test_nginx_that_fails_to_start_is_a_clear_error_and_leaves_nothing(
+    provider: LocalProvider, tmp_path: Path
+):
+    broken = LocalProvider(provider.state_dir, nginx=_failing_nginx(tmp_path))
     with pytest.raises(ProviderError, match=r"did not start: .*simulated failure"):
         broken.launch("web")
     assert broken.list() == []
     assert [p.name for p in (provider.state_dir / "pools" / "web").iterdir()] == ["names"]
+
+
+def test_a_failed_launch_whose_clean_up_fails_too_names_what_is_left(
+    provider: LocalProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The one case where a launch leaves something: its clean-up failed as well (here the
+    file system refuses to remove the prefix). The error names the leftover, which is listed
+    (not alive) and goes with destroy."""
+    broken = LocalProvider(provider.state_dir, nginx=_failing_nginx(tmp_path))
+
+    def refuse(path: object, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied (simulated)", str(path))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(shutil, "rmtree", refuse)
+        with pytest.raises(OrphanError, match=r"simulated failure.*clean-up failed too") as info:
+            broken.launch("web")
+    orphan = Path(info.value.orphan)
+    assert orphan.is_dir() and orphan.parent == provider.state_dir / "pools" / "web", orphan
+    assert "pool_instance module (state=absent)" in str(info.value)
+    (listed,) = provider.list("web")
+    assert listed.name == orphan.name and not listed.alive
+    assert provider.destroy("web", listed.name) is not None
+    assert not orphan.exists() and provider.list("web") == []
 
 
 def test_a_busy_fixed_port_is_a_clear_error_and_leaves_nothing(provider: LocalProvider):

@@ -247,6 +247,15 @@ class NameLedger:
             return set()
         return {line.strip() for line in text.splitlines() if line.strip()}
 
+    def check_unused(self, pool: str, name: str, live: Collection[str] = ()) -> None:
+        """Raise :class:`NameReusedError` when ``name`` was ever used in ``pool``."""
+        validate_instance_name(name)
+        if name in self.used(pool) or name in live:
+            raise NameReusedError(
+                f"instance name {name!r} was already used in pool {pool!r}; names are "
+                "never reused (omit the name to get a new one)"
+            )
+
     def record(self, pool: str, name: str) -> None:
         path = self.path(pool)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -261,12 +270,7 @@ class NameLedger:
         """Pick (or check) a name and record it. Call with the provider's lock held."""
         used = self.used(pool) | set(live)
         if requested is not None:
-            validate_instance_name(requested)
-            if requested in used:
-                raise NameReusedError(
-                    f"instance name {requested!r} was already used in pool {pool!r}; names are "
-                    "never reused (omit the name to get a new one)"
-                )
+            self.check_unused(pool, requested, live)
             name = requested
         else:
             name = new_instance_name(pool, rng, used)
@@ -314,6 +318,8 @@ class Provider(abc.ABC):
 
     #: ``local`` / ``docker`` / ``vagrant``
     name: str = ""
+    #: Every name each pool ever used (set by each provider's constructor).
+    ledger: NameLedger
 
     def __init__(self, *, clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
         self.clock = clock

@@ -6,8 +6,12 @@ bridge network ``hapool`` (created when missing) and carry the labels
 
     io.hapool.managed=true  io.hapool.provider=docker  io.hapool.pool=<pool>
     io.hapool.instance=<instance>  io.hapool.created=<epoch seconds>  io.hapool.network=<network>
+    io.hapool.scope=<scope>
 
 Listing asks the engine for those labels, so any process finds the containers again. The
+scope is a random id kept in ``<state_dir>/docker-scope`` (written by the first launch): one
+engine can serve several deployments (checkouts, state roots) with the same pool names, and
+each lists, counts and destroys only its own containers. The
 address is the container's IP on the network, the port 80. Images are never pulled: a
 missing image is an :class:`ImageNotFoundError`. The SDK is imported when the provider is
 first used, not when this module is imported.
@@ -61,6 +65,8 @@ LABEL_POOL = "io.hapool.pool"
 LABEL_INSTANCE = "io.hapool.instance"
 LABEL_CREATED = "io.hapool.created"
 LABEL_NETWORK = "io.hapool.network"
+LABEL_SCOPE = "io.hapool.scope"
+SCOPE_FILE = "docker-scope"
 
 WEB_PORT = 80
 
@@ -276,6 +282,35 @@ class DockerProvider(Provider):
             f"lost the Docker engine at {self._engine_label()} while trying to {action}: {exc}"
         )
 
+    # -- scope
+
+    def scope(self, *, create: bool = False) -> str | None:
+        """This deployment's scope id (``<state_dir>/docker-scope``); ``None`` when no launch
+        has written it yet (then no container can be this deployment's)."""
+        path = self.state_dir / SCOPE_FILE
+        if create and not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            token = f"{random.SystemRandom().getrandbits(48):012x}\n"
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                pass  # a concurrent launch wrote it: use theirs
+            else:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(token)
+        try:
+            scope = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ProviderError(f"cannot read the docker scope file {path}: {exc}") from exc
+        if not re.fullmatch(r"[0-9a-f]{12}", scope):
+            raise ProviderError(
+                f"{path} should hold this deployment's docker scope (12 hex digits), not {scope[:40]!r}; "
+                "restore it (the containers carry it in their io.hapool.scope label)"
+            )
+        return scope
+
     # -- reading state
 
     def _to_instance(self, container: Any) -> Instance:
@@ -308,7 +343,11 @@ class DockerProvider(Provider):
         )
 
     def _containers(self, pool: str | None = None, name: str | None = None) -> list[Any]:
-        filters = [f"{LABEL_MANAGED}=true", f"{LABEL_PROVIDER}={self.name}"]
+        scope = self.scope()
+        if scope is None:
+            self.client()  # an engine that does not answer is still an error
+            return []
+        filters = [f"{LABEL_MANAGED}=true", f"{LABEL_PROVIDER}={self.name}", f"{LABEL_SCOPE}={scope}"]
         if pool is not None:
             filters.append(f"{LABEL_POOL}={validate_pool(pool)}")
         if name is not None:
@@ -388,6 +427,7 @@ class DockerProvider(Provider):
         self.client()
         self._check_image(image)
         self.ensure_network()
+        scope = self.scope(create=True)
         with file_lock(self.state_dir / ".lock"):
             live = [i.name for i in self.list(pool)]
             name = self.ledger.reserve(pool, self.rng, spec.name, live)
@@ -395,6 +435,7 @@ class DockerProvider(Provider):
         labels = {
             LABEL_MANAGED: "true",
             LABEL_PROVIDER: self.name,
+            LABEL_SCOPE: str(scope),
             LABEL_POOL: pool,
             LABEL_INSTANCE: name,
             LABEL_CREATED: repr(created),
