@@ -137,7 +137,7 @@ def test_cron_schedule_fires_and_heals(local_pool: Deployment, cron: None) -> No
 
 def test_watcher_heals_at_once_on_down(local_pool: Deployment) -> None:
     if shutil.which("start-stop-daemon") is None:
-        pytest.skip("needs start-stop-daemon")
+        pytest.fail("start-stop-daemon (Debian's dpkg) is missing: the watcher is started with it")
     dep = local_pool
     with scheduled(dep, heal_timer_scheduler="none", heal_timer_watch=True) as schedule:
         pid = schedule.watcher_pid()

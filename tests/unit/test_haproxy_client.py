@@ -2,8 +2,9 @@
 
 What HAProxy answers is tested against the real HAProxy in
 tests/integration/test_haproxy_runtime.py; here are the cases a real HAProxy cannot produce
-on demand (a socket file without a listener, a peer that never answers) and the drain loop
-driven by an injected clock.
+on demand (a socket file without a listener, a peer that never answers, over a unix socket and
+over TCP), each refusal HAProxy answers turned into its own exception without HAProxy, and
+the drain loop driven by an injected clock.
 """
 
 from __future__ import annotations
@@ -12,16 +13,20 @@ import ast
 import contextlib
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from ansible.module_utils.hapool.errors import (
+    CommandError,
     ConnectError,
     DrainTimeoutError,
     InvalidArgumentError,
+    NotAdminError,
     RuntimeTimeoutError,
     SocketNotFoundError,
+    UnknownBackendError,
     UnknownServerError,
 )
 from ansible.module_utils.hapool.haproxy import RuntimeClient
@@ -52,25 +57,37 @@ def test_closed_tcp_port_is_refused():
 
 
 @contextlib.contextmanager
-def silent_listener(path: Path):
-    """Accepts connections, reads, never answers."""
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(str(path))
+def listener(address: Path | None = None, reply: str | None = None) -> Iterator[str]:
+    """A unix socket at ``address`` (a TCP port on 127.0.0.1 when None) that reads a command
+    line and answers ``reply`` then closes, like HAProxy's CLI; ``None``: never answers.
+    Yields the address for :class:`RuntimeClient`."""
+    server = socket.socket(socket.AF_UNIX) if address is not None else socket.socket()
+    server.bind(str(address) if address is not None else ("127.0.0.1", 0))
     server.listen(4)
     stop = threading.Event()
     held: list[socket.socket] = []
 
-    def loop():
+    def loop() -> None:
         server.settimeout(0.05)
         while not stop.is_set():
             with contextlib.suppress(OSError):
                 conn, _ = server.accept()
                 held.append(conn)
+                if reply is not None:
+                    conn.settimeout(2)
+                    data = b""
+                    while not data.endswith(b"\n"):
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    conn.sendall(reply.encode())
+                    conn.close()
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     try:
-        yield
+        yield str(address) if address is not None else f"127.0.0.1:{server.getsockname()[1]}"
     finally:
         stop.set()
         thread.join()
@@ -79,12 +96,35 @@ def silent_listener(path: Path):
         server.close()
 
 
-def test_timeout_when_nothing_answers(tmp_path):
-    path = tmp_path / "silent.sock"
-    with silent_listener(path):
-        client = RuntimeClient(str(path), timeout=0.3)
+@pytest.mark.parametrize("over_tcp", [False, True], ids=["unix", "tcp"])
+def test_timeout_when_nothing_answers(tmp_path, over_tcp):
+    with listener(None if over_tcp else tmp_path / "silent.sock") as address:
+        client = RuntimeClient(address, timeout=0.3)
         with pytest.raises(RuntimeTimeoutError, match=r"did not answer 'show stat' within 0\.3 s"):
             client.show_stat()
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        ("Permission denied\n\n", NotAdminError),
+        ("No such backend.\n\n", UnknownBackendError),
+        ("Can't find backend.\n\n", UnknownBackendError),
+        ("No such proxy.\n\n", UnknownBackendError),
+        ("No such server.\n\n", UnknownServerError),
+        ("Unknown command: 'set server', but maybe one of the following ones ...\n\n", CommandError),
+    ],
+)
+@pytest.mark.parametrize("over_tcp", [False, True], ids=["unix", "tcp"])
+def test_haproxy_refusals_become_their_own_errors(tmp_path, answer, error, over_tcp):
+    """What HAProxy 2.6 answers when it refuses a command (tests/integration checks that the
+    real one answers these), each turned into an exception a module can name."""
+    with (
+        listener(None if over_tcp else tmp_path / "cli.sock", reply=answer) as address,
+        pytest.raises(error) as info,
+    ):
+        RuntimeClient(address, timeout=2).set_weight("app", "web1", 10)
+    assert answer.split("\n")[0].split(":")[0] in str(info.value)
 
 
 def test_client_refuses_bad_input_before_connecting(tmp_path):
