@@ -21,6 +21,10 @@ description:
   - Dynamic servers do not inherit C(default-server), so give the check settings here
     (O(inter), O(rise), O(fall), ...). The HTTP check request itself comes from the backend's
     C(option httpchk).
+  - The check settings, O(check_port), O(slowstart), O(maxconn) and O(backup) apply when the
+    server is added; HAProxy 2.6 cannot change them on an existing server at runtime, so they
+    are not compared with it (a run with other values reports no change). To change them,
+    remove the server (O(state=absent)) and add it again, or change the configuration.
   - When a server with health checks leaves maintenance (it is added, or goes from maint to
     ready or drain), HAProxy would assume it UP before its first check. With O(health_gate)
     (the default) the module forces its health down in the same command line, so it takes

@@ -44,11 +44,15 @@ class Pool:
         return {r.server: r.status for r in self.client.show_stat(backend) if r.is_server}
 
     def snapshot(self) -> list[tuple[str, ...]]:
-        """``show servers state`` without the time-since-last-change column: equal while
-        nothing changed."""
+        """``show servers state`` without the time-since-last-change column, then each server's
+        status class (a check in progress aside), weight and address in ``show stat``: equal
+        while nothing changed."""
         return [
             (s.backend, s.server, s.addr, str(s.port), str(int(s.admin_state)), str(s.uweight))
             for s in self.client.show_servers_state()
+        ] + [
+            (r.proxy, r.server, r.status_class, str(r.weight), str(r.addr))
+            for r in self.client.show_stat() if r.is_server
         ]
 
     def wait_status(self, server: str, status: str, timeout: float = 10.0, backend: str = "app") -> None:
