@@ -94,6 +94,34 @@ def test_docker_host_killed_under_load_is_replaced_with_no_failed_request(deploy
 
 @pytest.mark.e2e
 @pytest.mark.slow
+def test_a_live_host_held_down_past_its_grace_period_is_replaced(local_pool: Deployment) -> None:
+    """The main rule, without a dead process: the host's health endpoint answers 503 (its
+    health file is gone), so HAProxy holds it DOWN while the provider still reports it alive;
+    past its grace period heal.yml replaces it, with no failed request meanwhile."""
+    dep = local_pool
+    victim, survivor = instances(dep, "local")
+    (health,) = [p for p in dep.root.rglob("hapool-health.txt") if victim.name in p.parts]
+    load = Load("127.0.0.1", dep.frontend, clients=2, max_requests=50_000, max_seconds=85, pause=0.02).start()
+    try:
+        health.unlink()
+        wait_until(lambda: server_status(dep, "local").get(victim.name, "").startswith("DOWN"), 20, "DOWN")
+        assert all(i.alive for i in instances(dep, "local"))  # sick, not dead
+        heal = dep.play("heal.yml")
+        assert heal.returncode == 0, heal.stdout[-6000:] + heal.stderr[-2000:]
+    finally:
+        outcomes = load.stop()
+    (event,) = [e for e in events(dep) if e["action"] == "replace"]
+    assert event["instance"] == victim.name and "HAProxy holds it DOWN" in str(event["reason"]), event
+    assert event["serving"] is True, event
+    replacement = str(event["replacement"])
+    assert {i.name for i in instances(dep, "local")} == {survivor.name, replacement}
+    assert server_status(dep, "local") == {survivor.name: "UP", replacement: "UP"}
+    failed = [o for o in outcomes if o.status != 200]
+    assert outcomes and not failed, failed[:5]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_check_mode_prints_the_plan_and_two_runs_at_once_only_one_acts(local_pool: Deployment) -> None:
     dep = local_pool
     victim, survivor = instances(dep, "local")

@@ -5,6 +5,7 @@ wrapper's `once` tick is run."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pathlib
@@ -87,6 +88,44 @@ def test_the_wrapper_runs_the_chosen_playbook(
     log = (tmp_path / "heal" / "hapool-heal-unit.log").read_text()
     assert "heal run (tick once, pid" in log and f"): {playbook}" in log
     assert "stub ran" in log and "heal run exited 0" in log
+
+
+def test_a_tick_while_a_run_holds_the_lock_is_skipped_and_logged(tmp_path: pathlib.Path) -> None:
+    run = _apply(tmp_path)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    wrapper = tmp_path / "heal" / "hapool-heal-unit-tick.sh"
+    with open(tmp_path / "heal" / "hapool-heal-unit.flock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a run in progress holds it
+        tick = subprocess.run([str(wrapper), "once"], capture_output=True, text=True, timeout=60, check=False)
+    assert tick.returncode == 0, tick.stdout + tick.stderr
+    assert not (tmp_path / "argv").exists(), "the playbook ran while another run held the lock"
+    log = (tmp_path / "heal" / "hapool-heal-unit.log").read_text()
+    assert "tick once skipped: a heal run is in progress" in log and "heal run (tick" not in log
+    # Lock released: the next tick runs.
+    tick = subprocess.run([str(wrapper), "once"], capture_output=True, text=True, timeout=60, check=False)
+    assert tick.returncode == 0 and (tmp_path / "argv").exists(), tick.stdout + tick.stderr
+
+
+def test_the_systemd_units_are_valid(tmp_path: pathlib.Path) -> None:
+    """systemd is not PID 1 here: the units are installed without starting them
+    (heal_timer_systemd_start: false) and checked by systemd-analyze verify."""
+    units = tmp_path / "systemd"
+    units.mkdir()
+    run = _apply(tmp_path, heal_timer_scheduler="systemd", heal_timer_systemd_dir=str(units),
+                 heal_timer_systemd_start=False, heal_timer_watch=True, heal_timer_period=10)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    names = sorted(p.name for p in units.iterdir())
+    assert names == ["hapool-heal-unit-watch.service", "hapool-heal-unit.service", "hapool-heal-unit.timer"]
+    verify = subprocess.run(["systemd-analyze", "verify", *(str(units / n) for n in names)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stdout + verify.stderr
+    timer = (units / "hapool-heal-unit.timer").read_text()
+    assert "OnUnitActiveSec=10s" in timer and "AccuracySec=100ms" in timer
+    service = (units / "hapool-heal-unit.service").read_text()
+    assert f"ExecStart={tmp_path / 'heal' / 'hapool-heal-unit-tick.sh'} once" in service
+    watch = (units / "hapool-heal-unit-watch.service").read_text()
+    assert "hapool-heal-unit-watch.py --socket" in watch and "Restart=always" in watch
+    assert not (tmp_path / "heal" / "hapool-heal-unit-watch.pid").exists()  # no process watcher
 
 
 def test_an_absolute_playbook_path_is_run_as_is(tmp_path: pathlib.Path) -> None:
