@@ -3,18 +3,21 @@
 For each provider: site.yml launches the pool's hosts up to `desired`, provisions them with
 nginx_web and registers them in HAProxy (requests through the balancer reach each host); a
 second run changes nothing; teardown.yml drains and deletes them in the running balancer,
-destroys them (gone from the provider and the balancer), then stops the balancer.
+destroys them (gone from the provider and the balancer), then stops the balancer. A host of
+the same provider and pool name that another deployment (another state root) launched
+beforehand is neither counted, registered nor destroyed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.hapool.providers import get_provider
+from ansible.module_utils.hapool.providers import Instance, get_provider
 from helpers.site import Deployment, recap
 
 CHECK = {"path": "/health", "expect_status": "200", "inter": "1s", "fastinter": "500ms", "rise": 1, "fall": 2}
@@ -44,6 +47,29 @@ def web_servers(dep: Deployment, provider: str) -> set[str]:
             if line.startswith("web,") and line.split(",")[1] != "BACKEND"}
 
 
+@contextlib.contextmanager
+def bystander(provider: str, root: Path) -> Iterator[Instance | None]:
+    """A host of pool ``web`` that another deployment launched (vagrant machines live in their
+    deployment's own machine list, so none is made for vagrant)."""
+    if provider == "vagrant":
+        yield None
+        return
+    with get_provider(provider, state_root=str(root)) as prov:
+        inst = prov.launch("web")
+        try:
+            yield inst
+        finally:
+            prov.destroy("web", inst)
+
+
+def still_serving(provider: str, root: Path, inst: Instance) -> None:
+    with get_provider(provider, state_root=str(root)) as prov:
+        (again,) = prov.list("web")
+    assert again.name == inst.name and again.alive, again
+    with urllib.request.urlopen(f"http://{again.endpoint}/", timeout=5) as resp:
+        assert resp.status == 200
+
+
 @pytest.fixture
 def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Deployment, str]]:
     provider, launch = request.param
@@ -61,9 +87,17 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
 
 @pytest.mark.parametrize("deployment", [c.values for c in CASES], indirect=True,
                          ids=[c.id for c in CASES])
-def test_site_launches_registers_and_teardown_destroys(deployment: tuple[Deployment, str]) -> None:
+def test_site_launches_registers_and_teardown_destroys(
+    deployment: tuple[Deployment, str], tmp_path: Path
+) -> None:
     dep, provider = deployment
+    with bystander(provider, tmp_path / "other") as other:
+        _site_then_teardown(dep, provider)
+        if other is not None:
+            still_serving(provider, tmp_path / "other", other)
 
+
+def _site_then_teardown(dep: Deployment, provider: str) -> None:
     first = dep.play("site.yml")
     assert first.returncode == 0, first.stdout[-5000:] + first.stderr[-2000:]
     names = listed(dep, provider)
