@@ -10,6 +10,7 @@ container labelled with the test pools, and the network. `vagrant up` / `destroy
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -157,6 +158,20 @@ def test_vagrant_missing_from_path_is_a_clear_error(provider, tmp_path, pool, cl
     )
     with pytest.raises(ProviderUnavailableError, match="'vagrant' executable, which is not on PATH"):
         p.launch(pool)
+    assert p.read_state()["machines"] == {}
+    assert containers_of(client, pool) == []
+
+
+def test_docker_engine_down_is_a_clear_error_before_vagrant_runs(tmp_path, pool, client, network):
+    with socket.socket() as sock:  # a port where no engine listens
+        sock.bind(("127.0.0.1", 0))
+        bogus = f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+    p = get_provider("vagrant", state_root=tmp_path, network=network, vagrantfile=str(VAGRANTFILE),
+                     env={"DOCKER_HOST": bogus})
+    t0 = time.monotonic()
+    with pytest.raises(ProviderUnavailableError, match="Docker engine does not answer"):
+        p.launch(pool)
+    assert time.monotonic() - t0 < 10  # no `vagrant up`
     assert p.read_state()["machines"] == {}
     assert containers_of(client, pool) == []
 
