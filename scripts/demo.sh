@@ -90,7 +90,9 @@ for line in open(log, encoding="utf-8"):
     if not action.startswith(prefix) or float(e.get("time") or 0) < since:
         continue
     name = e.get("instance")
-    if action == "replace":
+    if action == "replace_launch":
+        what = f"{name}: replacement {e.get('replacement')} launched in {e.get('duration')} s ({e.get('reason')})"
+    elif action == "replace":
         what = f"{name} replaced by {e.get('replacement')} in {e.get('duration')} s ({e.get('reason')})"
     elif action == "scale_recommendation":
         what = f"recommendation {e.get('recommendation')} (current {e.get('current')})"
