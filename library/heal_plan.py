@@ -103,7 +103,7 @@ plan:
       type: str
       sample: web
     replace:
-      description: Instances to replace now (take out of the balancer, destroy, launch anew).
+      description: Instances to replace now (launch a replacement, take out of the balancer, destroy).
       type: list
       elements: str
       sample: [web-3f9a2c]
@@ -141,7 +141,11 @@ plan:
       description:
         - One entry per host - C(action) (replace, register, remove_server, wait, keep,
           backoff_skip, over_limit, circuit_open), C(name), C(reason), C(in_balancer),
-          C(has_instance), C(status), C(age) (seconds since launch), C(not_before).
+          C(has_instance), C(status), C(age) (seconds since launch), C(not_before), and for a
+          replacement C(replacement) (the new host's name, picked here so that it is logged
+          before the launch) and C(adopt) (true when that host exists already, as an earlier
+          run launched it and was interrupted before it destroyed this one; it is taken and
+          nothing is launched).
       type: list
       elements: dict
 instances:
@@ -168,7 +172,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.hapool.errors import HapoolError
 from ansible.module_utils.hapool.events import append_events, make_event, read_events
 from ansible.module_utils.hapool.haproxy import RuntimeClient
-from ansible.module_utils.hapool.healing import BACKOFF, HISTORY_ACTIONS, plan_heal
+from ansible.module_utils.hapool.healing import BACKOFF, HISTORY_ACTIONS, name_new_replacements, plan_heal
 from ansible.module_utils.hapool.providers import validate_pool
 from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
 from ansible.module_utils.hapool.scaling import EVENT_DRAIN
@@ -180,14 +184,16 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     pool = validate_pool(str(pool_cfg.get("name") or ""))
     now = p["now"] if p["now"] is not None else time.time()
     rows = [row for row in RuntimeClient(p["socket"], timeout=p["timeout"]).show_stat(pool) if row.is_server]
-    with provider_from_params(p) as provider:
-        instances = provider.list(pool)
     history = []
     if p["event_log"]:
         history = read_events(p["event_log"], pool=pool, actions=(*HISTORY_ACTIONS, EVENT_DRAIN))
     leaving = {str(e.get("instance")) for e in history if e.get("action") == EVENT_DRAIN}
     replaced = [e for e in history if e.get("action") in HISTORY_ACTIONS]
-    plan = plan_heal(pool_cfg, rows, instances, replaced, now, leaving=leaving)
+    with provider_from_params(p) as provider:
+        instances = provider.list(pool)
+        plan = plan_heal(pool_cfg, rows, instances, replaced, now, leaving=leaving)
+        taken = provider.ledger.used(pool) | {i.name for i in instances}
+        plan = name_new_replacements(plan, taken, provider.rng)
 
     events = []
     if plan.circuit_open:

@@ -91,7 +91,7 @@ for line in open(log, encoding="utf-8"):
         continue
     name = e.get("instance")
     if action == "replace_launch":
-        what = f"{name}: replacement {e.get('replacement')} launched in {e.get('duration')} s ({e.get('reason')})"
+        what = f"{name}: launching its replacement {e.get('replacement')} ({e.get('reason')})"
     elif action == "replace":
         what = f"{name} replaced by {e.get('replacement')} in {e.get('duration')} s ({e.get('reason')})"
     elif action == "scale_recommendation":

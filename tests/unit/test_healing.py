@@ -218,6 +218,29 @@ def test_a_replace_launch_event_links_a_replacement_whose_run_failed_later() -> 
     assert "1 replacement(s) in a row failed within 300 s of launch" in d.reason
 
 
+def test_a_replacement_an_interrupted_run_launched_is_taken_not_launched_again() -> None:
+    """A run launched web-b for web-a and was killed before it destroyed web-a: the next run
+    replaces web-a with web-b (registered as a live host outside the balancer), no new launch."""
+    cfg = pool(grace_period=10, backoff=60)
+    history = [make_event(time=NOW - 20, pool="web", action=REPLACE_LAUNCH, instance="web-a", reason="DOWN",
+                          replacement="web-b", age=5000)]
+    hosts = [inst("web-a", age=5000, state="stopped"), inst("web-b", age=20), inst("web-x")]
+    plan = plan_heal(cfg, [Row("web-a", "DOWN"), Row("web-x", "UP")], hosts, history, NOW)
+    (d,) = [d for d in plan.decisions if d.name == "web-a"]
+    assert d.action == REPLACE and d.replacement == "web-b" and "launched by an earlier run" in d.reason
+    assert d.as_dict()["replacement"] == "web-b"
+    assert actions(plan)["web-b"] == REGISTER
+    # A replacement that died meanwhile is not taken: a new one is launched.
+    hosts[1] = inst("web-b", age=20, state="stopped")
+    plan = plan_heal(cfg, [Row("web-a", "DOWN"), Row("web-x", "UP")], hosts, history, NOW)
+    (d,) = [d for d in plan.decisions if d.name == "web-a"]
+    assert d.action == REPLACE and d.replacement is None
+    # Other hosts' replacements are not taken.
+    assert plan_heal(cfg, [Row("web-a", "DOWN"), Row("web-x", "UP")],
+                     [inst("web-a", age=5000), inst("web-c", age=20), inst("web-x")], history,
+                     NOW).decisions[0].replacement is None
+
+
 def test_failed_attempts_to_replace_a_host_back_off_exponentially() -> None:
     """The replacement never launched (its image exits at once): the DOWN host stays, and each
     failed attempt doubles the wait before the next one, counted from the last attempt."""

@@ -31,19 +31,22 @@ Guards:
 
 from __future__ import annotations
 
+import random
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from .errors import InvalidArgumentError
+from .providers import new_instance_name
 from .settings import number_setting as _number
 
 #: Status classes (``StatRow.status_class``) the healer treats as failed.
 FAILED_STATUSES = frozenset({"DOWN"})
 
 REPLACE = "replace"
-#: Events the healer writes: a replacement launched (before it is provisioned: the link from a
-#: replacement to the host it replaced survives a run that fails later) and a failed attempt.
+#: Events the healer writes: a replacement about to be launched (its name, picked by the plan,
+#: logged before the launch: the link survives a run that fails or is killed later) and a failed
+#: attempt.
 REPLACE_LAUNCH = "replace_launch"
 REPLACE_FAILED = "replace_failed"
 #: The events :func:`plan_heal` reads as history.
@@ -136,6 +139,11 @@ class Decision:
     status: str | None = None
     age: float | None = None
     not_before: float | None = None  # backoff: earliest time of the next replacement
+    # replace: the name of the host that replaces this one - a new name (see
+    # name_new_replacements), or, with ``adopt``, a live host an earlier, interrupted run
+    # already launched for it (that replacement is finished instead of launching another)
+    replacement: str | None = None
+    adopt: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -147,6 +155,8 @@ class Decision:
             "status": self.status,
             "age": None if self.age is None else round(self.age, 3),
             "not_before": self.not_before,
+            "replacement": self.replacement,
+            "adopt": self.adopt,
         }
 
 
@@ -208,6 +218,34 @@ def _predecessors(history: Sequence[Mapping[str, Any]], pool: str) -> dict[str, 
         ):
             found[str(event["replacement"])] = event
     return found
+
+
+def launched_replacement(
+    name: str, by_instance: Mapping[str, InstanceLike], *, history: Sequence[Mapping[str, Any]], pool: str
+) -> str | None:
+    """The live host an earlier run launched to replace ``name`` (a ``replace_launch`` event)
+    when that run ended before it destroyed ``name`` (killed, or destroying failed)."""
+    for replacement, event in _predecessors(history, pool).items():
+        if event.get("instance") == name and replacement in by_instance and by_instance[replacement].alive:
+            return replacement
+    return None
+
+
+def name_new_replacements(plan: HealPlan, taken: Collection[str], rng: random.Random) -> HealPlan:
+    """The plan with a new instance name for each replacement to launch (``taken``: every
+    name the pool ever used). Named before the launch, the replacement can be logged
+    (``replace_launch``) before it exists, so a run killed right after the launch leaves a
+    host the next run recognises and adopts."""
+    used = set(taken)
+    decisions = []
+    for decision in plan.decisions:
+        if decision.action == REPLACE and decision.replacement is None:
+            name = new_instance_name(plan.pool, rng, used)
+            used.add(name)
+            decisions.append(replace(decision, replacement=name))
+        else:
+            decisions.append(decision)
+    return replace(plan, decisions=tuple(decisions))
 
 
 def failed_attempts(
@@ -372,6 +410,18 @@ def _guard(  # noqa: PLR0917 - internal
         if circuit_reason:
             out.append(replace(decision, action=CIRCUIT, reason=f"not replaced: {circuit_reason}"))
             continue
+        adopted = launched_replacement(decision.name, by_instance, history=history, pool=pool)
+        if adopted is not None:
+            # No launch: the earlier run's replacement is taken (it is registered as a live host
+            # outside the balancer), so backoff does not apply; the cap does.
+            if replaced >= settings.max_replace_per_run:
+                reason = f"{decision.reason}; max_replace_per_run ({settings.max_replace_per_run}) reached"
+                out.append(replace(decision, action=CAPPED, reason=reason))
+                continue
+            replaced += 1
+            reason = f"{decision.reason}; its replacement {adopted} was launched by an earlier run"
+            out.append(replace(decision, reason=reason, replacement=adopted, adopt=True))
+            continue
         created = float(by_instance[decision.name].created)
         early = early_failures(
             decision.name, created, now=now, history=history, pool=pool, flap_window=settings.flap_window
@@ -421,5 +471,7 @@ __all__ = [
     "circuit_state",
     "early_failures",
     "failed_attempts",
+    "launched_replacement",
+    "name_new_replacements",
     "plan_heal",
 ]
