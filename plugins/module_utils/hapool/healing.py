@@ -393,6 +393,34 @@ def plan_heal(
     )
 
 
+def _backoff(  # noqa: PLR0917 - internal
+    decision: Decision,
+    inst: InstanceLike,
+    settings: HealSettings,
+    history: Sequence[Mapping[str, Any]],
+    pool: str,
+    now: float,
+) -> Decision | None:
+    """The ``backoff_skip`` decision when replacing ``inst`` now would relaunch a crash loop."""
+    created = float(inst.created)
+    early = early_failures(
+        decision.name, created, now=now, history=history, pool=pool, flap_window=settings.flap_window
+    )
+    attempts, last_attempt = failed_attempts(decision.name, history=history, pool=pool)
+    failures = early + attempts
+    not_before = max(created + settings.grace_period, last_attempt or 0.0) + backoff_delay(failures, settings)
+    if not failures or now >= not_before:
+        return None
+    why = []
+    if early:
+        window = f"{settings.flap_window:g} s"
+        why.append(f"{early} replacement(s) in a row failed within {window} of launch")
+    if attempts:
+        why.append(f"{attempts} attempt(s) to replace it failed")
+    reason = f"{decision.reason}; {' and '.join(why)}: backed off for {not_before - now:.0f} s more"
+    return replace(decision, action=BACKOFF, reason=reason, not_before=not_before)
+
+
 def _guard(  # noqa: PLR0917 - internal
     candidates: list[tuple[float, Decision]],
     by_instance: Mapping[str, InstanceLike],
@@ -406,40 +434,22 @@ def _guard(  # noqa: PLR0917 - internal
     (failing longest first)."""
     out: list[Decision] = []
     replaced = 0
-    for _, decision in sorted(candidates, key=lambda item: (-item[0], item[1].name)):
+    for _, candidate in sorted(candidates, key=lambda item: (-item[0], item[1].name)):
+        decision = candidate
         if circuit_reason:
             out.append(replace(decision, action=CIRCUIT, reason=f"not replaced: {circuit_reason}"))
             continue
         adopted = launched_replacement(decision.name, by_instance, history=history, pool=pool)
         if adopted is not None:
             # No launch: the earlier run's replacement is taken (it is registered as a live host
-            # outside the balancer), so backoff does not apply; the cap does.
-            if replaced >= settings.max_replace_per_run:
-                reason = f"{decision.reason}; max_replace_per_run ({settings.max_replace_per_run}) reached"
-                out.append(replace(decision, action=CAPPED, reason=reason))
-                continue
-            replaced += 1
+            # outside the balancer), so the backoff does not apply; the cap does.
             reason = f"{decision.reason}; its replacement {adopted} was launched by an earlier run"
-            out.append(replace(decision, reason=reason, replacement=adopted, adopt=True))
-            continue
-        created = float(by_instance[decision.name].created)
-        early = early_failures(
-            decision.name, created, now=now, history=history, pool=pool, flap_window=settings.flap_window
-        )
-        attempts, last_attempt = failed_attempts(decision.name, history=history, pool=pool)
-        failures = early + attempts
-        start = max(created + settings.grace_period, last_attempt or 0.0)
-        not_before = start + backoff_delay(failures, settings)
-        if failures and now < not_before:
-            why = []
-            if early:
-                window = f"{settings.flap_window:g} s"
-                why.append(f"{early} replacement(s) in a row failed within {window} of launch")
-            if attempts:
-                why.append(f"{attempts} attempt(s) to replace it failed")
-            reason = f"{decision.reason}; {' and '.join(why)}: backed off for {not_before - now:.0f} s more"
-            out.append(replace(decision, action=BACKOFF, reason=reason, not_before=not_before))
-            continue
+            decision = replace(decision, reason=reason, replacement=adopted, adopt=True)
+        else:
+            backed_off = _backoff(decision, by_instance[decision.name], settings, history, pool, now)
+            if backed_off is not None:
+                out.append(backed_off)
+                continue
         if replaced >= settings.max_replace_per_run:
             reason = f"{decision.reason}; max_replace_per_run ({settings.max_replace_per_run}) reached"
             out.append(replace(decision, action=CAPPED, reason=reason))
