@@ -239,6 +239,7 @@ class DockerProvider(Provider):
         self.ledger = NameLedger(self.state_dir)
         self._client: Any = None
         self._sdk: Any = None
+        self._scope: str | None = None
 
     # -- engine
 
@@ -287,6 +288,8 @@ class DockerProvider(Provider):
     def scope(self, *, create: bool = False) -> str | None:
         """This deployment's scope id (``<state_dir>/docker-scope``); ``None`` when no launch
         has written it yet (then no container can be this deployment's)."""
+        if self._scope is not None:
+            return self._scope
         path = self.state_dir / SCOPE_FILE
         if create and not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -309,6 +312,7 @@ class DockerProvider(Provider):
                 f"{path} should hold this deployment's docker scope (12 hex digits), not {scope[:40]!r}; "
                 "restore it (the containers carry it in their io.hapool.scope label)"
             )
+        self._scope = scope
         return scope
 
     # -- reading state
