@@ -156,6 +156,78 @@ def test_circuit_breaker(down: int, total: int, threshold: float, is_open: bool)
         assert plan.circuit_reason
 
 
+# --- the breaker counts live hosts; dead hosts are always replaced; max holds ---------------------
+
+
+def test_every_host_dead_is_a_total_loss_not_a_partition() -> None:
+    servers = [Row(f"web-{c}", "DOWN") for c in "abcd"]
+    instances = [inst(s.server, state="stopped") for s in servers]
+    plan = plan_heal(pool(max=6), servers, instances, [], NOW)
+    assert not plan.circuit_open
+    assert sorted(plan.replace) == ["web-a", "web-b", "web-c", "web-d"]
+    assert all(d.dead and not d.destroy_first for d in plan.decisions)
+
+
+def test_two_of_three_dead_are_replaced_in_one_run() -> None:
+    servers = [Row("web-a", "DOWN"), Row("web-b", "DOWN"), Row("web-c", "UP")]
+    instances = [inst("web-a", state="stopped"), inst("web-b", state="stopped"), inst("web-c")]
+    plan = plan_heal(pool(max=6), servers, instances, [], NOW)
+    assert not plan.circuit_open and sorted(plan.replace) == ["web-a", "web-b"]
+
+
+def test_breaker_still_stops_when_every_live_host_is_down_but_dead_ones_are_replaced() -> None:
+    servers = [Row("web-a", "DOWN"), Row("web-b", "DOWN"), Row("web-c", "DOWN")]
+    instances = [inst("web-a"), inst("web-b"), inst("web-c", state="stopped")]
+    plan = plan_heal(pool(max=6, max_replace_per_run=3), servers, instances, [], NOW)
+    assert plan.circuit_open and "all 2 live server(s)" in plan.circuit_reason
+    assert plan.replace == ["web-c"]
+    assert actions(plan) == {"web-a": CIRCUIT, "web-b": CIRCUIT, "web-c": REPLACE}
+
+
+def test_dead_hosts_have_their_own_cap() -> None:
+    instances = [inst(f"web-{c}", state="stopped") for c in "abcd"]
+    plan = plan_heal(pool(max_replace_dead_per_run=3), [], instances, [], NOW)
+    assert plan.replace == ["web-a", "web-b", "web-c"] and actions(plan)["web-d"] == CAPPED
+
+
+def test_a_live_down_host_at_max_is_destroyed_before_its_replacement_is_launched() -> None:
+    servers = [Row("web-a", "DOWN"), Row("web-b", "UP"), Row("web-c", "UP")]
+    instances = [inst("web-a"), inst("web-b"), inst("web-c")]
+    at_max = plan_heal(pool(max=3), servers, instances, [], NOW)
+    below = plan_heal(pool(max=4), servers, instances, [], NOW)
+    assert at_max.replace == below.replace == ["web-a"]
+    assert at_max.decisions[0].destroy_first and not below.decisions[0].destroy_first
+
+
+def test_a_dead_host_that_cannot_be_replaced_under_max_is_cleaned() -> None:
+    # max lowered below the pool's size: 3 live hosts, max 3, one dead instance
+    instances = [inst("web-a"), inst("web-b"), inst("web-c"), inst("web-d", state="stopped")]
+    servers = [Row(n, "UP") for n in ("web-a", "web-b", "web-c")]
+    plan = plan_heal(pool(max=3), servers, instances, [], NOW)
+    assert plan.replace == [] and plan.clean == ["web-d"] and plan.changes
+
+
+def test_a_host_left_in_maint_beside_its_live_replacement_is_finished_off() -> None:
+    # A run took web-a out (MAINT) after launching web-n, then failed before destroying web-a.
+    history = [{"time": NOW - 60, "pool": "web", "action": REPLACE_LAUNCH, "instance": "web-a",
+                "replacement": "web-n", "age": 600}]
+    servers = [Row("web-a", "MAINT"), Row("web-b", "UP")]
+    instances = [inst("web-a"), inst("web-b"), inst("web-n", age=50)]
+    plan = plan_heal(pool(max=3), servers, instances, history, NOW)
+    got = {d.name: d for d in plan.decisions}
+    assert got["web-a"].action == REPLACE and got["web-a"].adopt and got["web-a"].replacement == "web-n"
+    assert got["web-n"].action == REGISTER
+
+
+def test_a_host_that_came_back_up_beside_its_live_replacement_is_finished_off() -> None:
+    history = [{"time": NOW - 60, "pool": "web", "action": REPLACE_LAUNCH, "instance": "web-a",
+                "replacement": "web-n", "age": 600}]
+    servers = [Row("web-a", "UP"), Row("web-b", "UP"), Row("web-n", "UP")]
+    instances = [inst("web-a"), inst("web-b"), inst("web-n", age=50)]
+    plan = plan_heal(pool(max=3, circuit_threshold=0.0), servers, instances, history, NOW)
+    assert plan.replace == ["web-a"] and plan.decisions[0].adopt
+
+
 def test_settings_from_pool_and_heal_dict() -> None:
     s = HealSettings.from_pool({"name": "web", "grace_period": 5, "heal": {"grace_period": 7, "backoff": 2}})
     assert (s.grace_period, s.backoff, s.max_replace_per_run) == (7, 2, 1)
@@ -317,13 +389,19 @@ def test_properties(hosts: list[tuple[str | None, bool, bool, float]], max_repla
     plan = plan_heal(cfg, servers, instances, [], NOW)
     by_name = {i.name: i for i in instances}
     rows = {s.server: s for s in servers}
-    # never more than max_replace_per_run
-    assert len(plan.replace) <= max_replace
-    # never a replacement with the circuit open
+    live_replaced = [n for n in plan.replace if by_name[n].alive]
+    # never more than max_replace_per_run live hosts, nor max_replace_dead_per_run dead ones
+    assert len(live_replaced) <= max_replace
+    assert len(plan.replace) - len(live_replaced) <= HealSettings.max_replace_dead_per_run
+    # never a live host replaced with the circuit open; dead hosts are replaced all the same
     if plan.circuit_open:
-        assert plan.replace == []
-    # all DOWN -> open
-    if servers and all(s.status_class == "DOWN" for s in servers):
+        assert live_replaced == []
+    dead = [n for n, i in by_name.items() if not i.alive]
+    assert sorted(plan.replace) == sorted(
+        set(live_replaced) | set(dead[: HealSettings.max_replace_dead_per_run]))
+    # every live host's server DOWN -> open
+    live_rows = [s for s in servers if s.server in by_name and by_name[s.server].alive]
+    if live_rows and all(s.status_class == "DOWN" for s in live_rows):
         assert plan.circuit_open
     for name in plan.replace:
         instance = by_name[name]

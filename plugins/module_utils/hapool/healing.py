@@ -7,7 +7,12 @@ Per host:
 
 * **replace** - HAProxy holds the server DOWN (status class ``DOWN``: not MAINT, not DRAIN,
   not NOLB) and the instance is older than the pool's ``grace_period``; or the provider says
-  the instance is not alive (its nginx / container is gone: no need to wait for checks).
+  the instance is not alive (its nginx / container is gone: no need to wait for checks); or an
+  earlier, interrupted run already launched its replacement and that replacement is alive
+  (``adopt``: the replacement is finished, whatever the old host's status - a host left in
+  MAINT by a killed run, or one that came back UP, would otherwise stay beside its successor).
+* **clean** - a dead instance that cannot be replaced without more than ``max`` live hosts:
+  it is destroyed (and its server removed) without a replacement.
 * **register** - a live instance the balancer does not know (launched, never registered).
 * **remove_server** - a server the balancer has for which the provider has no instance
   (static servers of the pool's ``servers`` list are not the healer's).
@@ -16,10 +21,19 @@ Per host:
 
 Guards:
 
-* at most ``max_replace_per_run`` replacements (the hosts DOWN longest first);
-* the **circuit breaker**: when every server of the pool is DOWN, or the share of DOWN servers
-  is above ``circuit_threshold``, nothing is replaced and the plan is ``circuit_open``: the
-  fault is more likely between the balancer and the hosts than in the hosts;
+* at most ``max_replace_per_run`` replacements of live hosts HAProxy holds DOWN (the hosts
+  DOWN longest first), and at most ``max_replace_dead_per_run`` replacements of hosts the
+  provider reports dead;
+* the **circuit breaker** guards against a partition: it counts the servers whose host the
+  provider reports alive (and the pool's static servers). When every one of them is DOWN, or
+  their share of DOWN servers is above ``circuit_threshold``, no live host is replaced and the
+  plan is ``circuit_open``: the fault is more likely between the balancer and the hosts than
+  in the hosts. Hosts the provider reports dead are replaced whatever the breaker says (they
+  are gone: no partition explains them), and so are adopted replacements;
+* **the size invariant**: live hosts never exceed the pool's ``max``. A replacement is launched
+  before the failed host is destroyed, unless that would make ``max`` + 1 live hosts: then the
+  failed (DOWN) host is destroyed first (``destroy_first``); a dead host that cannot be
+  replaced under ``max`` is cleaned;
 * **backoff**: a crash-looping image is not relaunched in a loop. ``n`` counts the failures
   in a row of a host's line of replacements: each replacement in the line that failed within
   ``flap_window`` seconds of its launch (from the ``replace_launch`` / ``replace`` events that
@@ -39,6 +53,7 @@ from typing import Any, Protocol
 from .errors import InvalidArgumentError
 from .providers import new_instance_name
 from .settings import number_setting as _number
+from .settings import whole_setting
 
 #: Status classes (``StatRow.status_class``) the healer treats as failed.
 FAILED_STATUSES = frozenset({"DOWN"})
@@ -53,6 +68,7 @@ REPLACE_FAILED = "replace_failed"
 HISTORY_ACTIONS = (REPLACE, REPLACE_LAUNCH, REPLACE_FAILED)
 REGISTER = "register"
 REMOVE_SERVER = "remove_server"
+CLEAN = "clean"
 WAIT = "wait"
 KEEP = "keep"
 BACKOFF = "backoff_skip"
@@ -95,6 +111,7 @@ class HealSettings:
 
     grace_period: float = 30.0
     max_replace_per_run: int = 1
+    max_replace_dead_per_run: int = 10
     circuit_threshold: float = 0.5
     backoff: float = 60.0
     backoff_max: float = 3600.0
@@ -109,7 +126,10 @@ class HealSettings:
             raise InvalidArgumentError(f"circuit_threshold must be a share from 0 to 1, got {threshold:g}")
         return cls(
             grace_period=_number(merged, "grace_period", cls.grace_period),
-            max_replace_per_run=int(_number(merged, "max_replace_per_run", cls.max_replace_per_run)),
+            max_replace_per_run=whole_setting(merged, "max_replace_per_run", cls.max_replace_per_run),
+            max_replace_dead_per_run=whole_setting(
+                merged, "max_replace_dead_per_run", cls.max_replace_dead_per_run
+            ),
             circuit_threshold=threshold,
             backoff=_number(merged, "backoff", cls.backoff),
             backoff_max=_number(merged, "backoff_max", cls.backoff_max),
@@ -120,6 +140,7 @@ class HealSettings:
         return {
             "grace_period": self.grace_period,
             "max_replace_per_run": self.max_replace_per_run,
+            "max_replace_dead_per_run": self.max_replace_dead_per_run,
             "circuit_threshold": self.circuit_threshold,
             "backoff": self.backoff,
             "backoff_max": self.backoff_max,
@@ -144,6 +165,10 @@ class Decision:
     # already launched for it (that replacement is finished instead of launching another)
     replacement: str | None = None
     adopt: bool = False
+    dead: bool = False  # the provider reports the host dead
+    # replace: destroy the failed host before launching its replacement (launching first
+    # would make more than ``max`` live hosts)
+    destroy_first: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -157,6 +182,8 @@ class Decision:
             "not_before": self.not_before,
             "replacement": self.replacement,
             "adopt": self.adopt,
+            "dead": self.dead,
+            "destroy_first": self.destroy_first,
         }
 
 
@@ -187,8 +214,12 @@ class HealPlan:
         return self.names(REMOVE_SERVER)
 
     @property
+    def clean(self) -> list[str]:
+        return self.names(CLEAN)
+
+    @property
     def changes(self) -> bool:
-        return bool(self.replace or self.register or self.remove_servers)
+        return bool(self.replace or self.register or self.remove_servers or self.clean)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -198,6 +229,7 @@ class HealPlan:
             "replace": self.replace,
             "register": self.register,
             "remove_servers": self.remove_servers,
+            "clean": self.clean,
             "backoff": self.names(BACKOFF),
             "circuit_open": self.circuit_open,
             "circuit_reason": self.circuit_reason,
@@ -307,7 +339,8 @@ def _judge_instance(
 
     def decide(action: str, reason: str) -> Decision:
         return Decision(
-            action, inst.name, reason, in_balancer=row is not None, has_instance=True, status=status, age=age
+            action, inst.name, reason, in_balancer=row is not None, has_instance=True, status=status, age=age,
+            dead=not inst.alive,
         )
 
     if not inst.alive:
@@ -324,14 +357,23 @@ def _judge_instance(
 
 
 def circuit_state(rows: Sequence[ServerLike], pool: str, threshold: float) -> tuple[int, int, str]:
-    """(servers, DOWN servers, why the circuit is open or "")."""
+    """(servers, DOWN servers, why the circuit is open or ""), over the servers the breaker
+    counts (those whose host the provider reports alive, and static servers)."""
     total = len(rows)
     down = sum(1 for row in rows if row.status_class in FAILED_STATUSES)
     if total and down == total:
-        return total, down, f"all {total} server(s) of pool {pool} are DOWN"
+        return total, down, f"all {total} live server(s) of pool {pool} are DOWN"
     if total and down / total > threshold:
-        return total, down, f"{down} of {total} servers of pool {pool} are DOWN (more than {threshold:.0%})"
+        share = f"more than {threshold:.0%}"
+        return total, down, f"{down} of {total} live servers of pool {pool} are DOWN ({share})"
     return total, down, ""
+
+
+def pool_max(pool_cfg: Mapping[str, Any]) -> int | None:
+    """The pool's ``max`` (None when the pool sets none)."""
+    if pool_cfg.get("max") is None:
+        return None
+    return whole_setting(pool_cfg, "max", None)
 
 
 def plan_heal(
@@ -349,6 +391,7 @@ def plan_heal(
     if not pool:
         raise InvalidArgumentError("the pool has no name")
     settings = HealSettings.from_pool(pool_cfg)
+    max_size = pool_max(pool_cfg)
     static = {str(s.get("name")) for s in pool_cfg.get("servers") or [] if isinstance(s, Mapping)}
     by_server = {s.server: s for s in servers if s.server not in ("BACKEND", "FRONTEND")}
     by_instance = {i.name: i for i in instances}
@@ -365,6 +408,13 @@ def plan_heal(
             )
             continue
         decision, failing_for = _judge_instance(inst, by_server.get(name), settings, now)
+        successor = launched_replacement(name, by_instance, history=history, pool=pool)
+        if successor is not None and successor not in leaving:
+            # An earlier run launched this host's replacement and ended before it destroyed this
+            # host: finish that replacement whatever this host's status is now.
+            reason = f"{decision.reason}; its replacement {successor} was launched by an earlier run"
+            decision = replace(decision, action=REPLACE, reason=reason, replacement=successor, adopt=True)
+            failing_for = float("inf")
         if decision.action == REPLACE:
             candidates.append((failing_for, decision))
         else:
@@ -377,8 +427,17 @@ def plan_heal(
             )  # fmt: skip
             decisions.append(Decision(action, name, reason, in_balancer=True, status=row.status_class))
 
-    total, down, circuit_reason = circuit_state(list(by_server.values()), pool, settings.circuit_threshold)
-    decisions += _guard(candidates, by_instance, settings, history, pool, now, circuit_reason)
+    # The breaker counts the servers of live hosts and the static servers: a dead host is no
+    # sign of a partition.
+    counted = [
+        row for name, row in by_server.items()
+        if (name in by_instance and by_instance[name].alive) or (name not in by_instance and name in static)
+    ]  # fmt: skip
+    total, down, circuit_reason = circuit_state(counted, pool, settings.circuit_threshold)
+    alive = sum(1 for i in instances if i.alive)
+    decisions += _guard(
+        candidates, by_instance, settings, history, pool, now, circuit_reason, alive=alive, max_size=max_size
+    )
 
     order = {n: i for i, n in enumerate([*by_instance, *by_server])}
     decisions.sort(key=lambda d: order.get(d.name, 0))
@@ -429,32 +488,43 @@ def _guard(  # noqa: PLR0917 - internal
     pool: str,
     now: float,
     circuit_reason: str,
+    *,
+    alive: int,
+    max_size: int | None,
 ) -> list[Decision]:
-    """Apply the circuit breaker, the backoff and max_replace_per_run to the candidates
-    (failing longest first)."""
+    """Apply the circuit breaker (live hosts only), the backoff, the per-run caps and ``max``
+    to the candidates (adopted replacements and dead hosts first, then the longest DOWN).
+    ``alive``: the pool's live hosts now; it never goes above ``max_size``."""
     out: list[Decision] = []
-    replaced = 0
+    replaced = {True: 0, False: 0}  # per kind: dead hosts, live hosts
+    caps = {True: settings.max_replace_dead_per_run, False: settings.max_replace_per_run}
     for _, candidate in sorted(candidates, key=lambda item: (-item[0], item[1].name)):
         decision = candidate
-        if circuit_reason:
+        if circuit_reason and not decision.dead and not decision.adopt:
             out.append(replace(decision, action=CIRCUIT, reason=f"not replaced: {circuit_reason}"))
             continue
-        adopted = launched_replacement(decision.name, by_instance, history=history, pool=pool)
-        if adopted is not None:
-            # No launch: the earlier run's replacement is taken (it is registered as a live host
-            # outside the balancer), so the backoff does not apply; the cap does.
-            reason = f"{decision.reason}; its replacement {adopted} was launched by an earlier run"
-            decision = replace(decision, reason=reason, replacement=adopted, adopt=True)
-        else:
+        if not decision.adopt:
             backed_off = _backoff(decision, by_instance[decision.name], settings, history, pool, now)
             if backed_off is not None:
                 out.append(backed_off)
                 continue
-        if replaced >= settings.max_replace_per_run:
-            reason = f"{decision.reason}; max_replace_per_run ({settings.max_replace_per_run}) reached"
+        if replaced[decision.dead] >= caps[decision.dead]:
+            key = "max_replace_dead_per_run" if decision.dead else "max_replace_per_run"
+            reason = f"{decision.reason}; {key} ({caps[decision.dead]}) reached"
             out.append(replace(decision, action=CAPPED, reason=reason))
             continue
-        replaced += 1
+        if decision.adopt:
+            # No launch: the earlier run's replacement is alive already (and counted).
+            alive -= 0 if decision.dead else 1
+        elif max_size is not None and alive + 1 > max_size:
+            if decision.dead:
+                reason = f"{decision.reason}; not replaced: the pool has {alive} live host(s), its max"
+                out.append(replace(decision, action=CLEAN, reason=reason, replacement=None))
+                continue
+            decision = replace(decision, destroy_first=True)
+        elif decision.dead:
+            alive += 1
+        replaced[decision.dead] += 1
         out.append(decision)
     return out
 
@@ -463,6 +533,7 @@ __all__ = [
     "BACKOFF",
     "CAPPED",
     "CIRCUIT",
+    "CLEAN",
     "FAILED_STATUSES",
     "HISTORY_ACTIONS",
     "KEEP",
@@ -484,4 +555,5 @@ __all__ = [
     "launched_replacement",
     "name_new_replacements",
     "plan_heal",
+    "pool_max",
 ]

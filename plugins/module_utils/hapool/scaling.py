@@ -45,6 +45,7 @@ from typing import Any
 from .errors import HapoolError, InvalidArgumentError
 from .settings import number_setting as _number
 from .settings import whole_setting as _whole
+from .sizing import EVENT_DRAIN, leaving_hosts
 
 # --- event actions the scaler writes and reads ---------------------------------------------------
 
@@ -52,7 +53,6 @@ EVENT_SCALE_OUT = "scale_out"
 EVENT_SCALE_IN = "scale_in"
 EVENT_RECOMMENDATION = "scale_recommendation"
 EVENT_LAUNCH = "scale_launch"
-EVENT_DRAIN = "scale_drain"
 EVENT_REMOVE = "scale_remove"
 SCALE_EVENTS = (
     EVENT_SCALE_OUT,
@@ -549,7 +549,7 @@ def plan_scale(  # noqa: PLR0912, PLR0915 - one readable pass over the rules, in
     name; None: the file is missing)."""
     file_values = file_values or {}
     hosts = sorted(hosts, key=lambda h: (h.created, h.name))
-    drained_before = {str(e.get("instance")) for e in history if e.get("action") == EVENT_DRAIN}
+    drained_before = leaving_hosts(history)
     leaving = [h for h in hosts if h.name in drained_before]
     staying = [h for h in hosts if h.name not in drained_before]
     current = len(staying)

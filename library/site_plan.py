@@ -1,0 +1,144 @@
+#!/usr/bin/python
+# Copyright: hapool contributors
+# Apache License 2.0 (see pyproject.toml)
+"""Ansible module: decide which hosts site.yml launches and cleans for a pool (no side effects)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: site_plan
+short_description: Decide how site.yml brings a hapool pool to its desired size
+description:
+  - Lists the pool's instances (dead ones included) and returns what C(site.yml) does to bring
+    the pool to O(desired) live hosts - the same count C(heal.yml) and C(scale.yml) use.
+  - "A pool's B(members) are its instances that no scale-in is removing (a C(scale_drain)
+    event in O(event_log) names those), live and dead alike. Dead members are B(cleaned)
+    (destroyed) and as many hosts are launched as bring the live members to O(desired); live
+    hosts (leaving ones included) never exceed O(max). So C(site.yml) never launches beside a
+    dead instance that C(heal.yml) would also replace."
+  - The decision is pure Python (C(module_utils/hapool/sizing.py)). Changes nothing.
+version_added: "0.2.0"
+author:
+  - hapool contributors
+extends_documentation_fragment:
+  - hapool_provider
+options:
+  pool:
+    description: The pool's name.
+    type: str
+    required: true
+  desired:
+    description: How many live hosts the pool should have.
+    type: int
+    required: true
+  max:
+    description: The most live hosts the pool may have.
+    type: int
+    required: true
+  event_log:
+    description:
+      - The healer's event log (JSON lines). Its C(scale_drain) events name the hosts a
+        scale-in is removing (not counted, never cleaned). None when omitted.
+    type: path
+notes:
+  - Supports check mode (it changes nothing either way).
+seealso:
+  - module: heal_plan
+  - module: scale_plan
+  - module: pool_instance_info
+"""
+
+EXAMPLES = r"""
+- name: Plan the launches of pool web
+  site_plan:
+    pool: web
+    desired: 3
+    max: 6
+    provider: local
+    state_dir: "{{ hapool_state_root }}"
+    event_log: "{{ hapool_state_root }}/heal/events.jsonl"
+  register: plan
+
+- name: Show it
+  ansible.builtin.debug:
+    msg: "launch {{ plan.plan.launch }}, clean {{ plan.plan.clean }}"
+"""
+
+RETURN = r"""
+plan:
+  description: What site.yml does for the pool.
+  returned: always
+  type: dict
+  contains:
+    pool:
+      description: The pool.
+      type: str
+    desired:
+      description: O(desired).
+      type: int
+    max:
+      description: O(max).
+      type: int
+    members:
+      description: Instances that count toward the pool's size (not leaving), live or dead.
+      type: int
+    alive:
+      description: Live instances, leaving ones included.
+      type: int
+    clean:
+      description: Dead members to destroy.
+      type: list
+      elements: str
+      sample: [web-3f9a2c]
+    launch:
+      description: How many hosts to launch.
+      type: int
+      sample: 1
+instances:
+  description: The pool's instances as the provider lists them (see M(pool_instance_info)).
+  returned: always
+  type: list
+  elements: dict
+"""
+
+import traceback
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.hapool.errors import HapoolError
+from ansible.module_utils.hapool.events import read_events
+from ansible.module_utils.hapool.providers import validate_pool
+from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
+from ansible.module_utils.hapool.sizing import EVENT_DRAIN, leaving_hosts, plan_site
+
+
+def run(module: AnsibleModule) -> dict[str, Any]:
+    p = module.params
+    pool = validate_pool(p["pool"])
+    history = read_events(p["event_log"], pool=pool, actions=(EVENT_DRAIN,)) if p["event_log"] else []
+    with provider_from_params(p) as provider:
+        instances = provider.list(pool)
+    plan = plan_site(pool, p["desired"], p["max"], instances, leaving=leaving_hosts(history))
+    return {"changed": False, "plan": plan.as_dict(), "instances": [i.to_dict() for i in instances]}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "pool": {"type": "str", "required": True},
+            "desired": {"type": "int", "required": True},
+            "max": {"type": "int", "required": True},
+            "event_log": {"type": "path"},
+            **PROVIDER_ARGUMENT_SPEC,
+        },
+        supports_check_mode=True,
+    )
+    try:
+        module.exit_json(**run(module))
+    except HapoolError as exc:
+        module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
+
+
+if __name__ == "__main__":
+    main()
