@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from ansible.module_utils.hapool.lock import holder_alive
-from helpers.chaos import HealLoop, answering, config_servers, kill_group, start_heal, view
+from helpers.chaos import HealLoop, PeakWatch, answering, config_servers, kill_group, start_heal, view
 from helpers.heal import deployments, events, instances, kill_hard
 from helpers.load import Load, Outcome
 from helpers.procs import unix_cli, wait_until
@@ -160,6 +160,40 @@ def test_backends_killed_at_random_under_load_are_replaced_with_no_failed_reques
     bad_runs = [r for r in runs if r.returncode != 0]
     assert not bad_runs, [r.tail[-3000:] for r in bad_runs]
     assert_no_failure(outcomes, KILL_FAILED_BUDGET)
+
+
+def test_every_host_killed_at_once_under_load_is_rebuilt_never_above_max(dep: Deployment) -> None:
+    """A total loss: every host's nginx killed at once while heal.yml runs in a loop. The
+    circuit breaker is for partitions (live hosts HAProxy holds DOWN), not for dead hosts:
+    the pool is rebuilt, never with more live hosts than max. Requests fail while no host is
+    left (reported, not budgeted: nothing can answer them)."""
+    before = ensure_converged(dep)
+    load = Load("127.0.0.1", dep.frontend, clients=4, max_requests=100_000, max_seconds=RECOVERY_S + 60,
+                pause=0.02).start()
+    peak = PeakWatch(dep).start()
+    heal = HealLoop(dep, max_seconds=RECOVERY_S).start()
+    try:
+        load.wait_for(f"Hello {sorted(before)[0]}!")
+        killed_at = time.monotonic()
+        for inst in instances(dep, "local"):
+            kill_hard(inst)
+        final = converged(dep, RECOVERY_S)
+        rebuilt_s = time.monotonic() - killed_at
+        answered = answering(dep, final)
+        back_s = time.monotonic() - killed_at
+    finally:
+        runs = heal.stop()
+        most = peak.stop()
+        outcomes = load.stop()
+    failed = [o for o in outcomes if o.status != 200]
+    print(f"\nevery host killed at once: {DESIRED} hosts rebuilt in {rebuilt_s:.1f} s "
+          f"({len(runs)} heal run(s), rc {[r.returncode for r in runs]}), all answering {back_s:.1f} s "
+          f"after the kill; at most {most} live hosts (max {POOL['max']}, {peak.samples} samples); "
+          f"{len(outcomes)} requests, {len(failed)} failed while no host was left")
+    assert not final & before and answered == final
+    assert 0 < most <= POOL["max"]
+    assert all(r.returncode == 0 for r in runs), [r.tail[-3000:] for r in runs if r.returncode]
+    assert "circuit_open" not in [e["action"] for e in events(dep)]
 
 
 def _master_reloads(master: Path) -> int | None:

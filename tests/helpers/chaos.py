@@ -188,3 +188,36 @@ def garbage_socket(path: Path, answer: bytes) -> Iterator[list[bytes]]:
         server.close()
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+@dataclass
+class PeakWatch:
+    """Samples the pool's live hosts (the provider's view) every ``interval`` seconds in a thread
+    until :meth:`stop`; ``peak`` is the most seen at once (the size invariant: never above max)."""
+
+    dep: Deployment
+    provider: str = "local"
+    interval: float = 0.2
+    peak: int = 0
+    samples: int = 0
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> PeakWatch:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):  # a listing that races a destroy: the next one counts
+                live = sum(1 for i in instances(self.dep, self.provider) if i.alive)
+                self.peak = max(self.peak, live)
+                self.samples += 1
+            self._stop.wait(self.interval)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(10)
+        return self.peak
