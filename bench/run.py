@@ -2,6 +2,7 @@
 
     python bench/run.py [--repeat 3] [--only heal,scale] [--providers local,docker] [--quick]
                         [--json bench/results.json] [--report docs/benchmarks.md]
+    python bench/run.py --only heal,loss --merge   # measure two, keep the others' figures (and dates)
     python bench/run.py --render    # the report again from bench/results.json, nothing measured
 
 Each scenario measures its figures ``--repeat`` times and reports the median (and the range);
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.lib import ROOT, Context, machine
 
 # In the order they run and appear in the report (fast and self-contained first).
-SCENARIOS = ["parse", "rps", "drain", "servers", "churn", "heal", "scale"]
+SCENARIOS = ["parse", "rps", "drain", "servers", "churn", "heal", "loss", "scale"]
 
 
 def render(results: dict[str, Any]) -> str:
@@ -61,12 +62,22 @@ def render(results: dict[str, Any]) -> str:
             lines += ["**Failed:**", "", "```", entry["error"].strip()[-3000:], "```", ""]
             continue
         module = importlib.import_module(f"bench.scenarios.{name}")
+        when = entry.get("date", results["date"])
+        measured = "" if when == results["date"] else f", measured {when} (an earlier `--merge`d run)"
         lines += [module.markdown(entry["result"]).rstrip(), "",
-                  f"<sub>{entry['seconds']:.0f} s</sub>", ""]
+                  f"<sub>{entry['seconds']:.0f} s{measured}</sub>", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def keep_earlier(results: dict[str, Any], old: dict[str, Any], only: list[str]) -> None:
+    """``--merge``: the scenarios of an earlier run that this one does not measure, with their date."""
+    for name, entry in old["scenarios"].items():
+        if name not in only and name in SCENARIOS:
+            results["scenarios"][name] = {"date": old["date"], **entry}
+    results["order"] = [s for s in SCENARIOS if s in only or s in results["scenarios"]]
+
+
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3, help="repetitions of each figure (default 3)")
@@ -76,8 +87,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter loads and fewer sizes (a trial run)")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
     parser.add_argument("--report", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other scenarios of the --json file (with their own date) "
+                             "and replace only those of --only")
     parser.add_argument("--render", action="store_true",
                         help="measure nothing: write the report again from the --json file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments()
     args = parser.parse_args(argv)
     if args.render:
         Path(args.report).write_text(render(json.loads(Path(args.json).read_text())))
@@ -108,12 +127,16 @@ def main(argv: list[str] | None = None) -> int:
         "order": [s for s in SCENARIOS if s in only],
         "scenarios": {},
     }
+    if args.merge and Path(args.json).exists():
+        keep_earlier(results, json.loads(Path(args.json).read_text()), only)
     failed = []
     for name in results["order"]:
+        if name not in only:
+            continue  # kept from the earlier run (--merge)
         module = importlib.import_module(f"bench.scenarios.{name}")
         ctx.log(f"=== {name}: {module.TITLE}")
         t0 = time.monotonic()
-        entry: dict[str, Any] = {"title": module.TITLE}
+        entry: dict[str, Any] = {"title": module.TITLE, "date": results["date"]}
         try:
             entry["result"] = module.run(ctx)
         except Exception:
