@@ -13,7 +13,10 @@ description:
   - Reads hapool's event log (one JSON object a line, written by M(hapool_event) for
     C(heal.yml) and C(scale.yml)) and returns the events that match every filter given, in log
     order (oldest first), with the number of events per action.
-  - Lines that are not JSON objects (a torn line after a crash) are skipped.
+  - Lines that cannot be read - not UTF-8 (a torn write, a disk-full moment), not a JSON
+    object, a half-written line, a known key of the wrong type (for example a C(time) that is
+    not a number) - are skipped with a warning naming their count and line numbers
+    (RV(skipped), RV(skipped_lines)); they never make the module fail.
   - A log that does not exist yet has no events (RV(exists=false)); a path that cannot be read
     (a directory, no permission) makes the module fail.
   - Changes nothing; runs in check mode like in normal mode.
@@ -127,27 +130,47 @@ until:
   description: O(until) as epoch seconds (null when not given).
   returned: always
   type: float
+skipped:
+  description: Number of lines of the log that were skipped because they cannot be read (all
+    of the log's lines, whatever the filters).
+  returned: always
+  type: int
+  sample: 2
+skipped_lines:
+  description: The first 100 of those lines - C(line) (its number, the first line being 1) and
+    C(reason) (why it was skipped).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"line": 7, "reason": "not UTF-8 (byte 0xff at column 1)"},
+           {"line": 9, "reason": "not JSON (a torn or half-written line?)"}]
 """
 
 import os
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.hapool.errors import HapoolError
-from ansible.module_utils.hapool.events import count_actions, format_events, parse_time, read_events
+from ansible.module_utils.hapool.events import count_actions, format_events, parse_time, read_events_checked
+
+SKIPPED_SHOWN = 100
 
 
-def run(params: dict[str, Any], now: float) -> dict[str, Any]:
+def run(params: dict[str, Any], now: float, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
     since = parse_time(params["since"], now=now)
     until = parse_time(params["until"], now=now)
     if since is not None and until is not None and since > until:
         raise HapoolError(f"since ({params['since']}) is after until ({params['until']})")
-    events = read_events(
+    checked = read_events_checked(
         params["path"], pool=params["pool"], since=since, until=until, actions=tuple(params["actions"]),
         instance=params["instance"], limit=params["limit"],
     )  # fmt: skip
+    events = checked.events
+    if checked.skipped and warn is not None:
+        warn(checked.warning(params["path"]))
     return {
         "changed": False,
         "events": events,
@@ -157,6 +180,8 @@ def run(params: dict[str, Any], now: float) -> dict[str, Any]:
         "exists": os.path.exists(params["path"]),
         "since": since,
         "until": until,
+        "skipped": len(checked.skipped),
+        "skipped_lines": [{"line": line, "reason": why} for line, why in checked.skipped[:SKIPPED_SHOWN]],
     }
 
 
@@ -174,7 +199,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     try:
-        module.exit_json(**run(module.params, time.time()))
+        module.exit_json(**run(module.params, time.time(), warn=module.warn))
     except HapoolError as exc:
         module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
 

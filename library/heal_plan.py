@@ -58,6 +58,12 @@ options:
       - The healer's event log (JSON lines). Its C(replace_launch), C(replace) and
         C(replace_failed) events drive the backoff; the
         module appends C(circuit_open) and C(backoff_skip) events to it (not in check mode).
+      - A line of the log that cannot be read (not UTF-8, not a JSON object, a known key of the
+        wrong type, a half-written line) is skipped, never fatal - the module warns with the
+        count and the line numbers, and appends an C(event_log_corrupt) event (C(skipped) is the
+        count, C(lines) the line numbers) unless the pool's last C(event_log_corrupt) event
+        recorded the same lines. A log that cannot be read at all (a directory, no
+        permission) makes the module fail.
       - No history and no events when omitted.
     type: path
   now:
@@ -170,7 +176,13 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.hapool.errors import HapoolError
-from ansible.module_utils.hapool.events import append_events, make_event, read_events
+from ansible.module_utils.hapool.events import (
+    EVENT_LOG_CORRUPT,
+    append_events,
+    corrupt_log_event,
+    make_event,
+    read_events_checked,
+)
 from ansible.module_utils.hapool.haproxy import RuntimeClient
 from ansible.module_utils.hapool.healing import BACKOFF, HISTORY_ACTIONS, name_new_replacements, plan_heal
 from ansible.module_utils.hapool.providers import validate_pool
@@ -185,8 +197,16 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     now = p["now"] if p["now"] is not None else time.time()
     rows = [row for row in RuntimeClient(p["socket"], timeout=p["timeout"]).show_stat(pool) if row.is_server]
     history = []
+    log_events = []  # event_log_corrupt: lines of the log were skipped (once per set of lines)
     if p["event_log"]:
-        history = read_events(p["event_log"], pool=pool, actions=(*HISTORY_ACTIONS, EVENT_DRAIN))
+        checked = read_events_checked(
+            p["event_log"], pool=pool, actions=(*HISTORY_ACTIONS, EVENT_DRAIN, EVENT_LOG_CORRUPT)
+        )
+        history = checked.events
+        if checked.skipped:
+            module.warn(checked.warning(p["event_log"]))
+            corrupt = corrupt_log_event(checked, pool=pool, now=now, history=history)
+            log_events += [corrupt] if corrupt is not None else []
     leaving = {str(e.get("instance")) for e in history if e.get("action") == EVENT_DRAIN}
     replaced = [e for e in history if e.get("action") in HISTORY_ACTIONS]
     with provider_from_params(p) as provider:
@@ -195,7 +215,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         taken = provider.ledger.used(pool) | {i.name for i in instances}
         plan = name_new_replacements(plan, taken, provider.rng)
 
-    events = []
+    events = log_events
     if plan.circuit_open:
         events.append(
             make_event(

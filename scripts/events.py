@@ -9,8 +9,9 @@
 
 The log is <state root>/heal/events.jsonl (the state root is $HAPOOL_STATE_DIR, default the
 project's .state), or --log PATH. Stdlib and hapool's module_utils only; runs with any
-Python 3.11. Exit status 0 (also when nothing matches), 2 on a bad argument or a log that
-cannot be read (with the reason on stderr).
+Python 3.11. Exit status 0 (also when nothing matches, and when lines of the log cannot be
+read: they are skipped with a warning on stderr naming them), 2 on a bad argument or a log
+that cannot be read at all (with the reason on stderr).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 
 from hapool.errors import HapoolError
-from hapool.events import count_actions, format_events, parse_time, read_events
+from hapool.events import count_actions, format_events, parse_time, read_events_checked
 
 TIME_HELP = "epoch seconds, a duration ago (30s, 10m, 2h, 1d, 1w), now, or ISO-8601 (UTC without an offset)"
 
@@ -40,7 +41,8 @@ def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(
         prog="events.py",
         description="Query hapool's event log (heal.yml and scale.yml) by pool, time, action and instance.",
-        epilog="Exit status: 0, or 2 on a bad argument or an unreadable log.",
+        epilog="Exit status: 0 (unreadable lines are skipped with a warning), or 2 on a bad argument or "
+        "a log that cannot be read at all.",
     )
     cli.add_argument("--log", type=Path, help=f"the event log (default: {default_log()})")
     cli.add_argument("--pool", help="only this pool")
@@ -79,13 +81,16 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 0
     try:
-        events = read_events(
+        checked = read_events_checked(
             str(log), pool=args.pool, since=since, until=until, actions=actions, instance=args.instance,
             limit=args.limit,
         )  # fmt: skip
     except HapoolError as exc:
         print(f"events.py: error: {exc}", file=sys.stderr)
         return 2
+    if checked.skipped:
+        print(f"events.py: warning: {checked.warning(str(log))}", file=sys.stderr)
+    events = checked.events
     if args.json:
         for event in events:
             print(json.dumps(event, default=str))

@@ -6,8 +6,16 @@ Every action of ``heal.yml`` (and of the timer and watcher) is an event::
      "reason": "DOWN for 12 s (L4CON)", "duration": 9.41, "replacement": "web-a01b2c"}
 
 ``time`` (epoch seconds), ``pool``, ``action``, ``instance``, ``reason`` and ``duration``
-(seconds, or null) are always present; other keys are free. Readers skip lines that are not
-JSON objects (a torn line after a crash never stops the healer). Stdlib only.
+(seconds, or null) are always present; other keys are free. Stdlib only.
+
+History can never stop healing: the log is read as bytes and each line is checked on its own.
+A line that is not UTF-8, not JSON, not an object, longer than :data:`MAX_LINE_BYTES`, nested
+deeper than :data:`MAX_DEPTH`, without an action, or whose known keys (:data:`KEY_TYPES`: the
+required keys, and the keys readers convert with ``float()`` / ``int()``) have the wrong type,
+is skipped and counted (:func:`read_events_checked` returns the line numbers and why); only a
+log that cannot be read at all (a directory, no permission) is an :class:`EventLogError`.
+Appending after a torn last line (a crash in the middle of a write) starts a new line, so the
+torn line never takes the next event with it.
 
 Queries (``hapool_event_info``, ``scripts/events.py``): :func:`read_events` /
 :func:`filter_events` by pool, time range, actions, instance and a limit; :func:`parse_time`
@@ -23,7 +31,8 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import HapoolError
@@ -31,6 +40,18 @@ from .errors import HapoolError
 Event = dict[str, Any]
 
 REQUIRED_KEYS = ("time", "pool", "action", "instance", "reason", "duration")
+
+#: The event a reader logs when lines of the log were skipped (``skipped``: how many; ``lines``:
+#: their numbers, as ranges like ``3-5,9``).
+EVENT_LOG_CORRUPT = "event_log_corrupt"
+
+#: Lines longer than this are skipped unread (an event is well under a kilobyte).
+MAX_LINE_BYTES = 1 << 20
+#: Lists and objects nested deeper than this are skipped (events are flat; a deep value could
+#: not be written back as JSON by a module's result).
+MAX_DEPTH = 16
+#: The last time an event may have: 9999-12-31T23:59:59Z (later ones cannot be displayed).
+MAX_TIME = 253402300799.0
 
 
 class EventLogError(HapoolError):
@@ -64,10 +85,11 @@ def make_event(
 
 @contextlib.contextmanager
 def _locked(path: str, mode: str) -> Iterator[Any]:
+    """The log opened in binary ``mode`` under ``flock`` (exclusive to append, shared to read)."""
     directory = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(directory, exist_ok=True)
-        handle = open(path, mode, encoding="utf-8")  # noqa: SIM115 - closed below
+        handle = open(path, mode)  # noqa: SIM115 - closed below
     except OSError as exc:
         raise EventLogError(f"cannot open the event log {path}: {exc}") from exc
     try:
@@ -78,13 +100,19 @@ def _locked(path: str, mode: str) -> Iterator[Any]:
 
 
 def append_events(path: str, events: list[Event]) -> None:
-    """Append events, each on one line, in one locked write."""
+    """Append events, each on one line, in one locked write. After a torn last line (no
+    newline at the end of the file), the events start on a new line."""
     if not events:
         return
     text = "".join(json.dumps(event, sort_keys=False, default=str) + "\n" for event in events)
-    with _locked(path, "a") as handle:
+    with _locked(path, "a+b") as handle:
         try:
-            handle.write(text)
+            end = handle.seek(0, os.SEEK_END)
+            if end > 0:
+                handle.seek(end - 1)
+                if handle.read(1) != b"\n":
+                    text = "\n" + text
+            handle.write(text.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
         except OSError as exc:
@@ -95,20 +123,196 @@ def append_event(path: str, event: Event) -> None:
     append_events(path, [event])
 
 
-def parse_events(text: str) -> list[Event]:
-    """The JSON-object lines of ``text``; anything else is skipped."""
-    events: list[Event] = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
+# --- reading: every line checked on its own ----------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _number_or_null(value: Any) -> bool:
+    return value is None or _is_number(value)
+
+
+def _str_or_null(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _epoch_time(value: Any) -> bool:
+    return _is_number(value) and 0 <= value <= MAX_TIME
+
+
+#: Known keys, the check of their value and what it expects. Besides the required keys: the
+#: keys a reader converts with ``float()`` / ``int()`` (healing.py: ``age``; status.yml: ``to``;
+#: the table: ``duration``), or compares as a name (``replacement``).
+KEY_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "time": (_epoch_time, "epoch seconds (a finite number, 0 to the year 9999)"),
+    "pool": (lambda v: isinstance(v, str), "a string"),
+    "action": (lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
+    "instance": (_str_or_null, "a string or null"),
+    "reason": (_str_or_null, "a string or null"),
+    "duration": (_number_or_null, "a number or null"),
+    "replacement": (_str_or_null, "a string or null"),
+    "age": (_number_or_null, "a number or null"),
+    "not_before": (_number_or_null, "a number or null"),
+    "launch_seconds": (_number_or_null, "a number or null"),
+    "recommendation": (lambda v: isinstance(v, str) or _number_or_null(v), "a number, text or null"),
+    "current": (_number_or_null, "a number or null"),
+    "from": (_number_or_null, "a number or null"),
+    "to": (_number_or_null, "a number or null"),
+    "servers_total": (_number_or_null, "a number or null"),
+    "servers_down": (_number_or_null, "a number or null"),
+    "forced_sessions": (_number_or_null, "a number or null"),
+    "skipped": (_number_or_null, "a number or null"),
+}
+
+
+def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether lists / objects in ``value`` are nested more than ``limit`` deep (iterative)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
             continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+_BLANK = object()
+
+
+def _json_value(raw: bytes | str) -> tuple[Any, str]:
+    """The JSON value of one line, or why it cannot be read (``_BLANK``: a blank line)."""
+    if len(raw) > MAX_LINE_BYTES:
+        return None, f"longer than {MAX_LINE_BYTES} bytes"
+    if isinstance(raw, bytes):
         try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict) and isinstance(value.get("action"), str):
-            events.append(value)
-    return events
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return None, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+    else:
+        text = raw
+    line = text.strip()
+    if not line:
+        return _BLANK, ""
+    try:
+        return json.loads(line), ""
+    except RecursionError:
+        return None, f"nested more than {MAX_DEPTH} deep"
+    except ValueError:
+        return None, "not JSON (a torn or half-written line?)"
+
+
+def _wrong_type(value: Mapping[str, Any]) -> str:
+    """Why the object ``value`` is not an event ("" when it is one)."""
+    if _too_deep(value):
+        return f"nested more than {MAX_DEPTH} deep"
+    if "action" not in value:
+        return "no action"
+    for key, (valid, expected) in KEY_TYPES.items():
+        if key in value and not valid(value[key]):
+            shown = json.dumps(value[key], default=str)
+            return f"{key} is {shown if len(shown) <= 40 else shown[:37] + '...'}, not {expected}"
+    return ""
+
+
+def check_line(raw: bytes | str) -> tuple[Event | None, str]:
+    """One line of the log: ``(event, "")``, or ``(None, why)`` when it is skipped; a blank
+    line is ``(None, "")`` (nothing to skip)."""
+    value, why = _json_value(raw)
+    if why or value is _BLANK:
+        return None, why
+    if not isinstance(value, dict):
+        kind = "null" if value is None else type(value).__name__
+        return None, f"not a JSON object (a {kind})"
+    why = _wrong_type(value)
+    return (None, why) if why else (value, "")
+
+
+@dataclass(frozen=True)
+class CheckedEvents:
+    """The events of a log, and the lines that were skipped: ``(line number, why)``, the
+    first line being 1, in log order."""
+
+    events: list[Event]
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def skipped_lines(self) -> list[int]:
+        return [number for number, _ in self.skipped]
+
+    def summary(self, shown: int = 3) -> str:
+        """``3 unreadable line(s) skipped (lines 1-2,5): line 1: not UTF-8 ...; line 2: ...``,
+        the reasons of the first ``shown`` lines ("" when none was skipped)."""
+        if not self.skipped:
+            return ""
+        parts = [f"line {number}: {why}" for number, why in self.skipped[:shown]]
+        if len(self.skipped) > shown:
+            parts.append(f"{len(self.skipped) - shown} more")
+        lines = _ranges(self.skipped_lines, shown=10)
+        return f"{len(self.skipped)} unreadable line(s) skipped (lines {lines}): {'; '.join(parts)}"
+
+    def warning(self, path: str) -> str:
+        """The warning of a reader that skipped lines of ``path`` ("" when none was skipped)."""
+        if not self.skipped:
+            return ""
+        return f"event log {path}: {self.summary()}. They are left out; the rest of the log is used."
+
+
+def parse_events_checked(data: bytes | str) -> CheckedEvents:
+    """The events of ``data`` (the log's bytes or text), each line checked by :func:`check_line`."""
+    lines: Sequence[bytes | str] = data.split(b"\n") if isinstance(data, bytes) else data.split("\n")
+    events: list[Event] = []
+    skipped: list[tuple[int, str]] = []
+    for number, raw in enumerate(lines, start=1):
+        event, why = check_line(raw)
+        if event is not None:
+            events.append(event)
+        elif why:
+            skipped.append((number, why))
+    return CheckedEvents(events, skipped)
+
+
+def parse_events(text: bytes | str) -> list[Event]:
+    """The valid events of ``text``; anything else is skipped (see :func:`parse_events_checked`)."""
+    return parse_events_checked(text).events
+
+
+def read_events_checked(
+    path: str,
+    *,
+    pool: str | None = None,
+    since: float | None = None,
+    actions: tuple[str, ...] = (),
+    until: float | None = None,
+    instance: str | None = None,
+    limit: int | None = None,
+) -> CheckedEvents:
+    """The events of the log (none if it does not exist), filtered as :func:`filter_events`
+    does, and every line of the log that was skipped (whatever its pool). Raises
+    :class:`EventLogError` only when the log cannot be read at all."""
+    if not os.path.exists(path):
+        return CheckedEvents([])
+    if os.path.isdir(path):
+        raise EventLogError(f"cannot read the event log {path}: it is a directory")
+    with _locked(path, "rb") as handle:
+        try:
+            data: bytes = handle.read()
+        except OSError as exc:
+            raise EventLogError(f"cannot read the event log {path}: {exc}") from exc
+    checked = parse_events_checked(data)
+    events = filter_events(
+        checked.events, pool=pool, since=since, actions=actions, until=until, instance=instance, limit=limit
+    )
+    return CheckedEvents(events, checked.skipped)
 
 
 def read_events(
@@ -121,20 +325,45 @@ def read_events(
     instance: str | None = None,
     limit: int | None = None,
 ) -> list[Event]:
-    """Events of the log (none if it does not exist), filtered as :func:`filter_events` does."""
-    if not os.path.exists(path):
-        return []
-    if os.path.isdir(path):
-        raise EventLogError(f"cannot read the event log {path}: it is a directory")
-    with _locked(path, "r") as handle:
-        try:
-            text = handle.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise EventLogError(f"cannot read the event log {path}: {exc}") from exc
-    return filter_events(
-        parse_events(text), pool=pool, since=since, actions=actions, until=until, instance=instance,
-        limit=limit,
-    )  # fmt: skip
+    """Events of the log (none if it does not exist), filtered as :func:`filter_events` does;
+    unreadable lines are skipped silently (:func:`read_events_checked` names them)."""
+    return read_events_checked(
+        path, pool=pool, since=since, actions=actions, until=until, instance=instance, limit=limit
+    ).events
+
+
+def _ranges(numbers: Sequence[int], shown: int = 50) -> str:
+    """``1-3,7,9-10`` for [1, 2, 3, 7, 9, 10]; after ``shown`` ranges, ``,...``."""
+    spans: list[tuple[int, int]] = []
+    for number in sorted(set(numbers)):
+        if spans and number == spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], number)
+        else:
+            spans.append((number, number))
+    text = ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans[:shown])
+    return text + (",..." if len(spans) > shown else "")
+
+
+def corrupt_log_event(
+    checked: CheckedEvents, *, pool: str, now: float, history: Sequence[Mapping[str, Any]] = ()
+) -> Event | None:
+    """The ``event_log_corrupt`` event to log for ``pool`` when lines were skipped - unless the
+    pool's last such event in ``history`` recorded the same lines (so that a bad line is logged
+    once, not on every run). None when there is nothing new to log."""
+    if not checked.skipped:
+        return None
+    lines = _ranges(checked.skipped_lines)
+    last = [e for e in history if e.get("pool") == pool and e.get("action") == EVENT_LOG_CORRUPT]
+    if last and last[-1].get("lines") == lines and last[-1].get("skipped") == len(checked.skipped):
+        return None
+    return make_event(
+        time=now,
+        pool=pool,
+        action=EVENT_LOG_CORRUPT,
+        reason=checked.summary(),
+        skipped=len(checked.skipped),
+        lines=lines,
+    )
 
 
 def _event_time(event: Mapping[str, Any]) -> float:
@@ -282,11 +511,19 @@ def format_events(events: list[Event] | list[Mapping[str, Any]]) -> list[str]:
 
 
 __all__ = [
+    "EVENT_LOG_CORRUPT",
+    "KEY_TYPES",
+    "MAX_DEPTH",
+    "MAX_LINE_BYTES",
+    "MAX_TIME",
     "REQUIRED_KEYS",
+    "CheckedEvents",
     "Event",
     "EventLogError",
     "append_event",
     "append_events",
+    "check_line",
+    "corrupt_log_event",
     "count_actions",
     "event_details",
     "filter_events",
@@ -294,6 +531,8 @@ __all__ = [
     "format_time",
     "make_event",
     "parse_events",
+    "parse_events_checked",
     "parse_time",
     "read_events",
+    "read_events_checked",
 ]
