@@ -81,11 +81,11 @@ events_since() {
     python3 - "$STATE/heal/events.jsonl" "$1" "$2" <<'EOF'
 import json, sys, time
 log, since, prefix = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-for line in open(log, encoding="utf-8"):
+for line in open(log, encoding="utf-8", errors="replace"):
     try:
         e = json.loads(line)
     except ValueError:
-        continue  # a torn line
+        continue  # a torn or unreadable line
     action = str(e.get("action", ""))
     if not action.startswith(prefix) or float(e.get("time") or 0) < since:
         continue
