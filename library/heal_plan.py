@@ -20,15 +20,25 @@ description:
     server without an instance is B(removed) from the balancer (static C(servers) of the pool
     are left alone). Hosts a scale-in is removing (a C(scale_drain) event in the log, see
     M(scale_plan)) are left alone.
-  - "Guards: at most C(max_replace_per_run) replacements (DOWN longest first); the B(circuit
-    breaker) - when every server of the pool is DOWN, or more than C(circuit_threshold) of
-    them, nothing is replaced, a C(circuit_open) event is logged and the module fails (the
-    fault is likely between the balancer and the hosts); B(backoff) - a crash-looping image is
-    not relaunched in a loop. n counts the replacements in a row that failed within
-    C(flap_window) seconds of their launch and the attempts to replace the host that failed
-    (its replacement did not launch); the host is not replaced again before
+  - "Guards: at most C(max_replace_per_run) replacements of live hosts HAProxy holds DOWN
+    (DOWN longest first) and at most C(max_replace_dead_per_run) of hosts the provider reports
+    dead; the B(circuit breaker) - when every server of a live host (and static server) is
+    DOWN, or more than C(circuit_threshold) of them, no live host is replaced, a
+    C(circuit_open) event is logged and the module fails (the fault is likely between the
+    balancer and the hosts) - hosts the provider reports dead are replaced all the same, as
+    they are gone whatever the network does; the B(size invariant) - live hosts never exceed
+    the pool's C(max): a replacement is launched before the failed host is destroyed unless
+    that would make C(max) + 1 live hosts (then C(destroy_first)), and a dead host that cannot
+    be replaced under C(max) is B(cleaned) (destroyed, not replaced); B(backoff) - a
+    crash-looping image is not relaunched in a loop. n counts the replacements in a row that
+    failed within C(flap_window) seconds of their launch and the attempts to replace the host
+    that failed (its replacement did not launch); the host is not replaced again before
     C(backoff * 2^(n-1)) seconds (at most C(backoff_max)) after the later of the end of its
     grace period and the last failed attempt; a C(backoff_skip) event is logged."
+  - A host whose replacement an earlier, interrupted run launched (a C(replace_launch) event
+    names it, and the replacement is alive) is replaced by that host (C(adopt)) whatever its
+    own status, so a host left in MAINT by a killed run, or one that came back UP, never
+    stays beside its successor.
   - The decision is pure Python (C(module_utils/hapool/healing.py)); time is the controller's
     clock unless O(now) is given.
 version_added: "0.1.0"
@@ -41,8 +51,9 @@ options:
     description:
       - The pool's entry of C(hapool_pools) (C(name) is the backend). Healing settings are read
         from it, or from its C(heal) dict - C(grace_period) (seconds, default 30),
-        C(max_replace_per_run) (1), C(circuit_threshold) (share of DOWN servers above which the
-        circuit opens, 0.5), C(backoff) (60), C(backoff_max) (3600), C(flap_window) (300).
+        C(max_replace_per_run) (1), C(max_replace_dead_per_run) (10), C(circuit_threshold)
+        (share of DOWN servers of live hosts above which the circuit opens, 0.5), C(backoff)
+        (60), C(backoff_max) (3600), C(flap_window) (300).
     type: dict
     required: true
   socket:
@@ -121,6 +132,10 @@ plan:
       description: Servers to delete from the balancer (no instance behind them).
       type: list
       elements: str
+    clean:
+      description: Dead instances to destroy without a replacement (the pool has C(max) live hosts).
+      type: list
+      elements: str
     backoff:
       description: Failed instances left alone because of the backoff.
       type: list
@@ -132,10 +147,10 @@ plan:
       description: Why it is open.
       type: str
     servers_total:
-      description: Servers of the backend.
+      description: Servers the circuit breaker counts (those of live hosts, and static servers).
       type: int
     servers_down:
-      description: Servers HAProxy holds DOWN.
+      description: Of those, the servers HAProxy holds DOWN.
       type: int
     changes:
       description: Whether the plan has anything to do.
@@ -145,9 +160,11 @@ plan:
       type: dict
     decisions:
       description:
-        - One entry per host - C(action) (replace, register, remove_server, wait, keep,
+        - One entry per host - C(action) (replace, register, remove_server, clean, wait, keep,
           backoff_skip, over_limit, circuit_open), C(name), C(reason), C(in_balancer),
-          C(has_instance), C(status), C(age) (seconds since launch), C(not_before), and for a
+          C(has_instance), C(status), C(age) (seconds since launch), C(not_before), C(dead)
+          (the provider reports it dead), C(destroy_first) (destroy it before launching its
+          replacement, to stay within C(max)), and for a
           replacement C(replacement) (the new host's name, picked here so that it is logged
           before the launch) and C(adopt) (true when that host exists already, as an earlier
           run launched it and was interrupted before it destroyed this one; it is taken and
@@ -187,7 +204,7 @@ from ansible.module_utils.hapool.haproxy import RuntimeClient
 from ansible.module_utils.hapool.healing import BACKOFF, HISTORY_ACTIONS, name_new_replacements, plan_heal
 from ansible.module_utils.hapool.providers import validate_pool
 from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
-from ansible.module_utils.hapool.scaling import EVENT_DRAIN
+from ansible.module_utils.hapool.sizing import EVENT_DRAIN, leaving_hosts
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
@@ -207,7 +224,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             module.warn(checked.warning(p["event_log"]))
             corrupt = corrupt_log_event(checked, pool=pool, now=now, history=history)
             log_events += [corrupt] if corrupt is not None else []
-    leaving = {str(e.get("instance")) for e in history if e.get("action") == EVENT_DRAIN}
+    leaving = leaving_hosts(history)
     replaced = [e for e in history if e.get("action") in HISTORY_ACTIONS]
     with provider_from_params(p) as provider:
         instances = provider.list(pool)
