@@ -17,7 +17,10 @@ description:
     and health-check settings, then C(enable health)), leaving an existing server's
     administrative state alone. O(state=ready), O(state=drain) and O(state=maint) set that
     state (adding the server first if it is missing). O(state=absent) puts the server in
-    maintenance, waits until it has no session left and deletes it (C(del server))."
+    maintenance, waits until it has no session left and deletes it (C(del server)); with
+    O(force) and O(drain_timeout=0) it takes the server out at once instead (maintenance,
+    C(shutdown sessions server), C(del server)), which is what a server HAProxy holds DOWN
+    needs."
   - Dynamic servers do not inherit C(default-server), so give the check settings here
     (O(inter), O(rise), O(fall), ...). The HTTP check request itself comes from the backend's
     C(option httpchk).
@@ -135,7 +138,10 @@ options:
     type: bool
     default: false
   drain_timeout:
-    description: Seconds to wait for sessions to end (O(wait), O(state=absent)).
+    description:
+      - Seconds to wait for sessions to end (O(wait), O(state=absent)).
+      - With O(state=absent) and O(force), V(0) takes the server out at once, without waiting
+        at all (see O(force)).
     type: float
     default: 300.0
   force:
@@ -143,6 +149,15 @@ options:
       - With O(state=absent), when sessions are still open after O(drain_timeout), close them
         (C(shutdown sessions server)) and delete the server anyway, like a load balancer's
         deregistration delay. RV(forced_sessions) says how many were closed.
+      - With O(drain_timeout=0) the server is taken out at once - C(set server ... state
+        maint), C(shutdown sessions server), C(del server) (retried for up to 10 s while HAProxy
+        closes the sessions and connections) - with no wait. This is for a server HAProxy holds
+        DOWN (a hung or dead host), whose sessions wait for answers that will not come, so
+        that draining only delays. HAProxy 2.6 retries on another server the requests whose
+        server side was shut down, when its C(retry-on) and C(option redispatch) allow it and
+        the request was not excluded with C(http-request disable-l7-retry) (the haproxy role
+        excludes methods other than GET, HEAD and OPTIONS); so clients of idempotent requests
+        get their answer from another server, the others get an error.
       - Without it, the module fails after O(drain_timeout) and leaves the server in MAINT.
     type: bool
     default: false
@@ -212,6 +227,14 @@ EXAMPLES = r"""
     state: absent
     drain_timeout: 60
 
+- name: Take web3, which HAProxy holds DOWN (a hung host), out at once without draining
+  haproxy_server:
+    backend: app
+    name: web3
+    state: absent
+    force: true
+    drain_timeout: 0
+
 - name: Halve the traffic of web1 and move it to a new port
   haproxy_server:
     socket: tcp://127.0.0.1:9999
@@ -248,6 +271,9 @@ commands:
   description:
     - Runtime API commands sent (in check mode, the ones that would be sent).
     - Commands applied back to back are joined with C(; ) on one line.
+    - With O(force), a C(shutdown sessions server) sent after O(drain_timeout) is listed
+      before the C(del server); with O(drain_timeout=0) it is always planned and sent (taken
+      out at once).
   returned: always
   type: list
   elements: str
@@ -365,7 +391,9 @@ sessions:
   type: int
   sample: 0
 forced_sessions:
-  description: Sessions closed by O(force) after O(drain_timeout) (0 when none had to be).
+  description:
+    - Sessions closed by O(force) after O(drain_timeout) (0 when none had to be).
+    - With O(drain_timeout=0), the sessions the server had when they were shut down.
   returned: always
   type: int
   sample: 0
@@ -399,12 +427,12 @@ from ansible.module_utils.hapool.haproxy import (
     ServerInfo,
     ServerOptions,
     cmd_add_server,
-    cmd_del_server,
     cmd_enable_health,
     cmd_set_addr,
     cmd_set_health,
     cmd_set_server_state,
     cmd_set_weight,
+    removal_commands,
     server_config_line,
     validate_address,
     validate_name,
@@ -488,11 +516,11 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     predicted: dict[str, Any] | None = before.as_dict() if before else None
     target = None if state in ("present", "absent") else state
 
+    at_once = state == "absent" and p["force"] and p["drain_timeout"] == 0
     if state == "absent":
         if before is not None:
-            if before.admin != "maint":
-                plan.add(cmd_set_server_state(backend, name, "maint"))
-            plan.add(cmd_del_server(backend, name))
+            for command in removal_commands(backend, name, in_maint=before.admin == "maint", at_once=at_once):
+                plan.add(command)
             predicted = None
     elif before is None:
         if address is None or port is None:
@@ -570,7 +598,12 @@ def run(module: AnsibleModule) -> dict[str, Any]:
 
     done: list[str] = []
     try:
-        if state == "absent" and before is not None:
+        if at_once and before is not None:
+            # A DOWN server: no drain, its sessions wait for a host that does not answer.
+            took = client.take_out(backend, name, FORCE_GRACE, interval=p["poll_interval"], sent=done)
+            result["waited"] = round(took.seconds, 3)
+            result["forced_sessions"] = took.sessions
+        elif state == "absent" and before is not None:
             # maint (unless already), wait for the sessions to end, del server (retried while
             # HAProxy still reports connections), all within drain_timeout.
             if before.admin != "maint":

@@ -69,6 +69,7 @@ __all__ = [
     "ServerInfo",
     "ServerOptions",
     "SocketAddress",
+    "TakeOut",
     "check_command_line",
     "cmd_add_server",
     "cmd_del_server",
@@ -85,6 +86,7 @@ __all__ = [
     "cmd_show_stat",
     "cmd_shutdown_sessions",
     "parse_socket_address",
+    "removal_commands",
     "server_config_line",
     "validate_address",
     "validate_name",
@@ -373,6 +375,26 @@ def cmd_shutdown_sessions(backend: str, server: str) -> Command:
     return Command(f"shutdown sessions server {_target(backend, server)}")
 
 
+def removal_commands(
+    backend: str, server: str, *, in_maint: bool = False, at_once: bool = False
+) -> list[Command]:
+    """The commands that take a server out of its backend, in the order they are sent.
+
+    * drained (the default): ``set server B/S state maint`` (not when the server is in MAINT
+      already), then, once its sessions have ended, ``del server B/S``;
+    * ``at_once``: ``shutdown sessions server B/S`` between the two: the server's sessions are
+      closed instead of drained. This is for a server HAProxy holds DOWN (a hung or dead
+      host): draining it only delays, since its sessions wait for answers that will not come;
+      HAProxy 2.6 retries on another server the requests whose server side it closes, when
+      they may be retried (``retry-on``, ``option redispatch``, not ``disable-l7-retry``).
+    """
+    commands = [] if in_maint else [cmd_set_server_state(backend, server, "maint")]
+    if at_once:
+        commands.append(cmd_shutdown_sessions(backend, server))
+    commands.append(cmd_del_server(backend, server))
+    return commands
+
+
 def server_config_line(server: str, address: str, port: int, options: ServerOptions | None = None) -> str:
     """The ``server`` line for haproxy.cfg equivalent to :func:`cmd_add_server`."""
     words = (options or ServerOptions()).keywords()
@@ -431,6 +453,15 @@ def _tcp_address(text: str, spec: str) -> SocketAddress:
 # --------------------------------------------------------------------------------------------
 # The client
 # --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TakeOut:
+    """What :meth:`RuntimeClient.take_out` did: the seconds it took and the sessions the
+    server still had when they were shut down."""
+
+    seconds: float
+    sessions: int
 
 
 @dataclass(frozen=True)
@@ -782,6 +813,42 @@ class RuntimeClient:
                     self.del_server(backend, server)
                     return clock() - start
             sleep(interval)
+
+    def take_out(
+        self,
+        backend: str,
+        server: str,
+        timeout: float,
+        *,
+        interval: float = 0.2,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+        sent: list[str] | None = None,
+    ) -> TakeOut:
+        """Take a server out at once: MAINT (unless it is already), ``shutdown sessions
+        server``, then ``del server`` as soon as HAProxy has let go of the sessions and
+        connections (retried as in :meth:`remove_server`, at most ``timeout`` seconds).
+
+        The commands are those of :func:`removal_commands` with ``at_once``; each one is
+        appended to ``sent`` once HAProxy accepted it (what a caller reports when a later one
+        fails). Returns the seconds it took and the sessions that were open when they were
+        shut down.
+        """
+        start = clock()
+        info = self.server_state(backend, server)
+        *changes, delete = removal_commands(backend, server, in_maint=info.admin == "maint", at_once=True)
+        sessions = 0
+        for command in changes:
+            if command.text.startswith("shutdown sessions"):
+                sessions = self.sessions(backend, server)[0]
+            self.execute(command)
+            if sent is not None:
+                sent.append(command.text)
+        left = max(0.0, timeout - (clock() - start))
+        self.remove_server(backend, server, left, interval=interval, clock=clock, sleep=sleep)
+        if sent is not None:
+            sent.append(delete.text)
+        return TakeOut(clock() - start, sessions)
 
     def dump_servers_state(self, path: str) -> str:
         """Write ``show servers state`` to ``path`` (a server-state-file) atomically."""
