@@ -209,10 +209,10 @@ def tree_cpu_ticks(root: int, table: dict[int, ProcStat]) -> int | None:
     return ticks
 
 
-def _proc_state(pid: int) -> str | None:
+def _proc_state(pid: int, proc: str = "/proc") -> str | None:
     """The one-letter state of ``pid`` from /proc (None if there is no such process)."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+        with open(f"{proc}/{pid}/stat", encoding="utf-8", errors="replace") as fh:
             stat = fh.read()
     except OSError:
         return None
@@ -243,6 +243,12 @@ def pid_alive(pid: int, marker: str | None = None) -> bool:
     if state is None or state in ("Z", "X", "x"):
         return False
     return marker is None or marker in _proc_cmdline(pid)
+
+
+def pid_stopped(pid: int, proc: str = "/proc") -> bool:
+    """``pid`` is stopped by a signal (SIGSTOP, SIGTSTP...) or a tracer: it handles no signal
+    but SIGKILL and SIGCONT, so it would never act on a SIGQUIT."""
+    return _proc_state(pid, proc) in ("T", "t")
 
 
 def read_pid(pid_file: pathlib.Path) -> int | None:
@@ -619,14 +625,28 @@ class LocalProvider(Provider):
             self._stop_and_remove(prefix)
         return dataclasses.replace(before, state=DESTROYED)
 
+    #: Seconds a stopped nginx (SIGSTOP: a hung host) gets to quit once it is continued.
+    stopped_grace = 1.0
+
     def _stop_and_remove(self, prefix: pathlib.Path) -> None:
-        """QUIT nginx (graceful), KILL it and its workers after ``stop_timeout``, remove the prefix."""
+        """QUIT nginx (graceful), KILL it and its workers after ``stop_timeout``, remove the prefix.
+
+        A stopped nginx (master or a worker stopped by SIGSTOP: a hung host) would not act on
+        SIGQUIT until it is continued, and a master waits for its workers: it gets SIGQUIT then
+        SIGCONT, and only ``stopped_grace`` seconds before SIGKILL (which ends stopped
+        processes too) instead of ``stop_timeout``.
+        """
         if not prefix.exists():
             return
         pid = read_pid(prefix / "logs" / "nginx.pid")
         if pid is not None and pid_alive(pid, marker=str(prefix)):
+            tree = [pid, *self._children(pid)]
+            stopped = any(pid_stopped(p) for p in tree)
             _kill(pid, signal.SIGQUIT)
-            if _wait_dead({pid}, self.stop_timeout, time.sleep):
+            if stopped:
+                for member in tree:
+                    _kill(member, signal.SIGCONT)
+            if _wait_dead({pid}, self.stopped_grace if stopped else self.stop_timeout, time.sleep):
                 for child in self._children(pid):
                     _kill(child, signal.SIGKILL)
                 _kill(pid, signal.SIGKILL)
@@ -635,7 +655,7 @@ class LocalProvider(Provider):
         # Workers left by a master that died (kill -9) still serve: they hold the logs open.
         strays = _pids_holding(prefix)
         for stray in strays:
-            _kill(stray, signal.SIGKILL)
+            _kill(stray, signal.SIGKILL)  # stopped (SIGSTOP) ones too
         if _wait_dead(strays, 5.0, time.sleep):
             raise ProviderError(f"processes {sorted(strays)} holding files in {prefix} survived SIGKILL")
         shutil.rmtree(prefix)
