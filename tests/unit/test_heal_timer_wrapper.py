@@ -146,3 +146,38 @@ def test_a_missing_or_odd_playbook_is_refused_before_anything_is_installed(
     assert run.returncode != 0
     assert "heal_timer_playbook" in run.stdout + run.stderr
     assert not (tmp_path / "heal" / "hapool-heal-unit-tick.sh").exists()
+
+
+def test_a_tick_starts_a_dead_balancer_before_its_playbook_also_while_a_run_holds_the_lock(
+    tmp_path: pathlib.Path,
+) -> None:
+    """With heal_timer_watch_ensure set (heal_timer.yml sets it from the haproxy role), each tick
+    first runs the watcher's --once check: the stats socket does not answer here, so the supervise
+    script (a stand-in printing its report) runs with --restart and a balancer_restart event by
+    the timer is logged; then the playbook runs."""
+    calls = tmp_path / "ensure-calls"
+    ensure = tmp_path / "ensure-running.sh"
+    ensure.write_text(
+        f"#!/bin/sh\necho \"$@\" >> {calls}\n"
+        """echo '{"action": "start", "reason": "master not running", "seconds": 0.2, "master": 5}'\n"""
+    )
+    ensure.chmod(0o755)
+    run = _apply(tmp_path, heal_timer_watch_ensure=str(ensure),
+                 heal_timer_watch_socket=str(tmp_path / "none.sock"))
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    wrapper = tmp_path / "heal" / "hapool-heal-unit-tick.sh"
+    assert (tmp_path / "heal" / "hapool-heal-unit-watch.py").exists()  # installed for the check
+    tick = subprocess.run([str(wrapper), "once"], capture_output=True, text=True, timeout=60, check=False)
+    assert tick.returncode == 0, tick.stdout + tick.stderr
+    assert calls.read_text() == "--restart\n" and (tmp_path / "argv").exists()
+    [event] = [json.loads(line) for line in (tmp_path / "heal" / "events.jsonl").read_text().splitlines()]
+    assert (event["action"], event["by"], event["restart"], event["instance"]) == (
+        "balancer_restart", "timer", "start", "localhost")
+    log = (tmp_path / "heal" / "hapool-heal-unit.log").read_text()
+    assert log.index("started the master again") < log.index("heal run (tick once")
+    # a run holds the lock: the tick is skipped, the balancer check is not
+    (tmp_path / "argv").unlink()
+    with open(tmp_path / "heal" / "hapool-heal-unit.flock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        subprocess.run([str(wrapper), "once"], capture_output=True, text=True, timeout=60, check=True)
+    assert calls.read_text() == "--restart\n--restart\n" and not (tmp_path / "argv").exists()

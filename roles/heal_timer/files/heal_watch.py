@@ -9,19 +9,41 @@ DOWN, or fails its first check (``UP`` -> ``UP 1/3``, going down). A run that is
 is never doubled: a transition seen meanwhile runs the command once more after it. The timer
 stays the safety net (this script may be stopped or miss a poll). Stdlib only; logs to stderr
 or ``--log``.
+
+The balancer heals too: when the stats socket stops answering, ``--ensure`` (the haproxy role's
+supervise script, run with ``--restart``) is run at once - at most once every
+``--ensure-interval`` seconds, backing off (doubling, up to a minute) while it fails - and
+starts a dead HAProxy again (a dead master, or a master without a worker) from its current,
+validated configuration. A restart is appended to ``--events`` as a ``balancer_restart`` event
+(``balancer_restart_failed`` when it could not, once per outage), in the format of
+``plugins/module_utils/hapool/events.py``, and a heal tick follows.
+
+``--once`` polls once, runs ``--ensure`` when the socket does not answer, and exits (0: the
+balancer answers or was started again; 1: it is down): the timer's tick runs it before its
+playbook, so a 10 s timer brings a dead balancer back within a tick. No command is needed then.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import fcntl
 import io
+import json
+import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
-from typing import TextIO
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+# The keys every event starts with (plugins/module_utils/hapool/events.py).
+REQUIRED_KEYS = ("time", "pool", "action", "instance", "reason", "duration")
+ENSURE_BACKOFF_MAX = 60.0
 
 
 def show_stat(path: str, timeout: float) -> dict[tuple[str, str], str]:
@@ -57,60 +79,276 @@ def failing(previous: str | None, current: str) -> bool:
     return was_up and previous == "UP" and current.startswith("UP ")  # first failed check
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def make_event(
+    action: str, instance: str, reason: str, duration: float | None, now: float, **extra: Any
+) -> dict[str, Any]:
+    """An event as events.py writes it: the required keys first (pool "" - the balancer is no
+    pool's), then ``extra`` without its None values."""
+    event: dict[str, Any] = {
+        "time": round(now, 3),
+        "pool": "",
+        "action": action,
+        "instance": instance,
+        "reason": reason,
+        "duration": None if duration is None else round(float(duration), 3),
+    }
+    event.update({k: v for k, v in extra.items() if v is not None and k not in REQUIRED_KEYS})
+    return event
+
+
+def append_event(path: str, event: dict[str, Any]) -> None:
+    """One JSON line appended under an exclusive ``flock`` (like events.py); after a torn last
+    line (a writer killed mid-line) the event starts a line of its own."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "ab") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        line = json.dumps(event, default=str).encode() + b"\n"
+        size = handle.seek(0, os.SEEK_END)
+        if size:
+            with open(path, "rb") as reader:
+                reader.seek(size - 1)
+                if reader.read(1) != b"\n":
+                    line = b"\n" + line
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+@dataclass
+class EnsureResult:
+    returncode: int
+    report: dict[str, Any]
+    error: str
+    seconds: float
+
+
+def run_ensure(command: list[str], timeout: float) -> EnsureResult:
+    """Run the supervise script; its one JSON line, or the reason it failed."""
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return EnsureResult(-1, {}, f"{' '.join(command)}: {exc}", time.monotonic() - started)
+    report: dict[str, Any] = {}
+    lines = done.stdout.strip().splitlines()
+    with contextlib.suppress(ValueError, IndexError):
+        value = json.loads(lines[-1])
+        if isinstance(value, dict):
+            report = value
+    error = " ".join(done.stderr.split())[:2000]
+    if done.returncode == 0 and not report:
+        return EnsureResult(
+            1, {}, f"no report on stdout: {done.stdout[-200:]!r} {error}", time.monotonic() - started
+        )
+    return EnsureResult(done.returncode, report, error, time.monotonic() - started)
+
+
+@dataclass
+class Supervisor:
+    """When to run the supervise script: at once when the socket stops answering, then at most
+    once every ``interval`` seconds, doubling the wait after each failure (up to ``maximum``)."""
+
+    interval: float = 1.0
+    maximum: float = ENSURE_BACKOFF_MAX
+    last: float | None = None
+    failures: int = 0
+
+    def due(self, now: float) -> bool:
+        if self.last is None:
+            return True
+        wait = min(self.maximum, self.interval * float(2 ** min(self.failures, 16)))
+        return now - self.last >= wait
+
+    def attempted(self, now: float, ok: bool) -> None:
+        self.last = now
+        self.failures = 0 if ok else self.failures + 1
+
+    def recovered(self) -> None:
+        """The socket answers again: the next outage is handled at once."""
+        self.last = None
+        self.failures = 0
+
+
+class Watcher:
+    """The poll loop: heal ticks on failing servers, the supervise script when the socket is dead."""
+
+    def __init__(self, args: argparse.Namespace, log: TextIO) -> None:
+        self.args = args
+        self.log = log
+        self.ensure = shlex.split(args.ensure) if args.ensure else []
+        self.supervisor = Supervisor(interval=args.ensure_interval)
+        self.stop = False
+        self.seen: dict[tuple[str, str], str] = {}
+        self.running: subprocess.Popen[bytes] | None = None
+        self.pending = False
+        self.socket_ok = True
+        self.down_since = 0.0
+        self.outage_logged = False  # a balancer_restart_failed event for this outage
+        self.ensure_failed = False  # the last run of the supervise script failed
+        self.said: set[str] = set()
+
+    def say(self, message: str) -> None:
+        self.log.write(f"=== {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} watcher: {message}\n")
+
+    def event(self, action: str, reason: str, duration: float | None, **extra: Any) -> None:
+        if not self.args.events:
+            return
+        event = make_event(
+            action, self.args.instance, reason, duration, time.time(), by=self.args.by, **extra
+        )
+        try:
+            append_event(self.args.events, event)
+        except OSError as exc:
+            self.say(f"cannot append to the event log {self.args.events}: {exc}")
+
+    def supervise(self, why: str) -> bool:
+        """Run the supervise script (rate-limited); whether it started the balancer again."""
+        if not self.ensure or not self.supervisor.due(time.monotonic()):
+            return False
+        result = run_ensure(self.ensure, self.args.ensure_timeout)
+        self.ensure_failed = result.returncode != 0
+        self.supervisor.attempted(time.monotonic(), ok=result.returncode == 0)
+        down_seconds = round(time.monotonic() - self.down_since, 3)
+        report = result.report
+        action = str(report.get("action", ""))
+        if result.returncode != 0:
+            self.say(
+                f"the balancer is down and could not be started (exit {result.returncode}): {result.error}"
+            )
+            if not self.outage_logged:
+                reason = result.error or f"exit {result.returncode}"
+                self.event("balancer_restart_failed", reason, None, down_seconds=down_seconds)
+                self.outage_logged = True
+            return False
+        if action in ("start", "reload"):
+            what = "started the master again" if action == "start" else "reloaded the master for a new worker"
+            self.say(
+                f"balancer {report.get('reason')}: {what} in {report.get('seconds')} s "
+                f"(master {report.get('master')}, worker {report.get('worker')}; socket: {why})"
+            )
+            self.event(
+                "balancer_restart",
+                str(report.get("reason", "")),
+                report.get("seconds"),
+                restart=action,
+                master=report.get("master"),
+                worker=report.get("worker"),
+                down_seconds=down_seconds,
+            )
+            self.outage_logged = False
+            self.said.clear()
+            return True
+        if action not in self.said:  # none (a reload in progress), stopped: said once per outage
+            self.said.add(action)
+            self.say(f"the stats socket does not answer; the balancer: {action} ({report.get('reason')})")
+        return False
+
+    def poll(self) -> None:
+        args = self.args
+        try:
+            current = show_stat(args.socket, args.timeout)
+            if not self.socket_ok:
+                self.say("stats socket answers again")
+            self.socket_ok = True
+            self.supervisor.recovered()
+            self.outage_logged = False
+            self.said.clear()
+        except (OSError, ValueError) as exc:
+            if self.socket_ok:
+                self.say(f"cannot read the stats socket: {exc}")
+                self.down_since = time.monotonic()
+            self.socket_ok = False
+            current = self.seen
+            if self.supervise(str(exc)):
+                self.pending = True  # a heal tick after the restart: the pool may need one too
+                with contextlib.suppress(OSError, ValueError):
+                    current = show_stat(args.socket, args.timeout)
+        for key, status in current.items():
+            if failing(self.seen.get(key), status):
+                self.say(f"{key[0]}/{key[1]}: {self.seen.get(key)} -> {status}")
+                self.pending = True
+        self.seen = current
+        if self.running is not None and self.running.poll() is not None:
+            self.say(f"heal tick exited {self.running.returncode}")
+            self.running = None
+        if self.pending and self.running is None:
+            self.say("running a heal tick")
+            self.running = subprocess.Popen(args.command, stdin=subprocess.DEVNULL)
+            self.pending = False
+
+    def once(self) -> int:
+        """One poll; the supervise script when the socket does not answer. 0: the balancer
+        answers (or was started again), 1: it is down."""
+        try:
+            show_stat(self.args.socket, self.args.timeout)
+        except (OSError, ValueError) as exc:
+            self.down_since = time.monotonic()
+            if not self.ensure:
+                self.say(f"cannot read the stats socket: {exc}")
+                return 1
+            self.supervise(str(exc))
+            return 1 if self.ensure_failed else 0
+        return 0
+
+    def run(self) -> None:
+        args = self.args
+        self.say(
+            f"polling {args.socket} every {args.interval:g} s; runs {' '.join(args.command)}"
+            + (f"; keeps the balancer running with {' '.join(self.ensure)}" if self.ensure else "")
+        )
+        while not self.stop:
+            started = time.monotonic()
+            self.poll()
+            time.sleep(max(0.0, args.interval - (time.monotonic() - started)))
+        self.say("stopped")
+        if self.running is not None:
+            self.running.wait()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--socket", required=True)
     parser.add_argument("--interval", type=float, default=0.5)
     parser.add_argument("--timeout", type=float, default=2.0)
     parser.add_argument("--log")
-    parser.add_argument("command", nargs="+")
+    parser.add_argument(
+        "--ensure",
+        help="the balancer's supervise script with its arguments (one string), run when the stats socket "
+        "stops answering",
+    )
+    parser.add_argument(
+        "--ensure-interval",
+        type=float,
+        default=1.0,
+        help="at most one run of --ensure every this many seconds (doubled after each failure)",
+    )
+    parser.add_argument("--ensure-timeout", type=float, default=60.0)
+    parser.add_argument("--events", help="the event log (JSON lines) where balancer restarts are appended")
+    parser.add_argument("--instance", default=socket.gethostname(), help="the balancer's name in events")
+    parser.add_argument("--by", default="watcher", help="who restarted the balancer, in its events")
+    parser.add_argument("--once", action="store_true", help="poll once, start a dead balancer again, exit")
+    parser.add_argument("command", nargs="*", help="the heal tick to run (required without --once)")
     args = parser.parse_args(argv)
+    if not args.once and not args.command:
+        parser.error("the heal tick command is required (unless --once)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     log: TextIO = open(args.log, "a", buffering=1, encoding="utf-8") if args.log else sys.stderr  # noqa: SIM115
-
-    def say(message: str) -> None:
-        log.write(f"=== {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} watcher: {message}\n")
-
-    stop = False
+    watcher = Watcher(args, log)
+    if args.once:
+        return watcher.once()
 
     def on_term(*_: object) -> None:
-        nonlocal stop
-        stop = True
+        watcher.stop = True
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    say(f"polling {args.socket} every {args.interval:g} s; runs {' '.join(args.command)}")
-    seen: dict[tuple[str, str], str] = {}
-    running: subprocess.Popen[bytes] | None = None
-    pending = False
-    socket_ok = True
-    while not stop:
-        started = time.monotonic()
-        try:
-            current = show_stat(args.socket, args.timeout)
-            if not socket_ok:
-                say("stats socket answers again")
-            socket_ok = True
-        except (OSError, ValueError) as exc:
-            if socket_ok:
-                say(f"cannot read the stats socket: {exc}")
-            socket_ok = False
-            current = seen
-        for key, status in current.items():
-            if failing(seen.get(key), status):
-                say(f"{key[0]}/{key[1]}: {seen.get(key)} -> {status}")
-                pending = True
-        seen = current
-        if running is not None and running.poll() is not None:
-            say(f"heal tick exited {running.returncode}")
-            running = None
-        if pending and running is None:
-            say("running a heal tick")
-            running = subprocess.Popen(args.command, stdin=subprocess.DEVNULL)
-            pending = False
-        time.sleep(max(0.0, args.interval - (time.monotonic() - started)))
-    say("stopped")
-    if running is not None:
-        running.wait()
+    watcher.run()
     return 0
 
 
