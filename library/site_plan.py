@@ -13,7 +13,9 @@ description:
   - Lists the pool's instances (dead ones included) and returns what C(site.yml) does to bring
     the pool to O(desired) live hosts - the same count C(heal.yml) and C(scale.yml) use.
   - "A pool's B(members) are its instances that no scale-in is removing (a C(scale_drain)
-    event in O(event_log) names those), live and dead alike. Dead members are B(cleaned)
+    event in O(event_log) names those) and that no live replacement supersedes (a heal run
+    killed after launching a host's replacement - the next heal run finishes it), live and
+    dead alike. Dead members are B(cleaned)
     (destroyed) and as many hosts are launched as bring the live members to O(desired); live
     hosts (leaving ones included) never exceed O(max). So C(site.yml) never launches beside a
     dead instance that C(heal.yml) would also replace."
@@ -39,7 +41,8 @@ options:
   event_log:
     description:
       - The healer's event log (JSON lines). Its C(scale_drain) events name the hosts a
-        scale-in is removing (not counted, never cleaned). None when omitted.
+        scale-in is removing, its C(replace_launch) and C(replace) events the hosts a live
+        replacement supersedes (neither counted nor cleaned). None when omitted.
     type: path
 notes:
   - Supports check mode (it changes nothing either way).
@@ -108,6 +111,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.hapool.errors import HapoolError
 from ansible.module_utils.hapool.events import read_events
+from ansible.module_utils.hapool.healing import HISTORY_ACTIONS, superseded
 from ansible.module_utils.hapool.providers import validate_pool
 from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
 from ansible.module_utils.hapool.sizing import EVENT_DRAIN, leaving_hosts, plan_site
@@ -116,10 +120,13 @@ from ansible.module_utils.hapool.sizing import EVENT_DRAIN, leaving_hosts, plan_
 def run(module: AnsibleModule) -> dict[str, Any]:
     p = module.params
     pool = validate_pool(p["pool"])
-    history = read_events(p["event_log"], pool=pool, actions=(EVENT_DRAIN,)) if p["event_log"] else []
+    history = []
+    if p["event_log"]:
+        history = read_events(p["event_log"], pool=pool, actions=(EVENT_DRAIN, *HISTORY_ACTIONS))
     with provider_from_params(p) as provider:
         instances = provider.list(pool)
-    plan = plan_site(pool, p["desired"], p["max"], instances, leaving=leaving_hosts(history))
+    plan = plan_site(pool, p["desired"], p["max"], instances, leaving=leaving_hosts(history),
+                     superseded=superseded(instances, history, pool))
     return {"changed": False, "plan": plan.as_dict(), "instances": [i.to_dict() for i in instances]}
 
 

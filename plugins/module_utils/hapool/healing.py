@@ -263,6 +263,19 @@ def launched_replacement(
     return None
 
 
+def superseded(
+    instances: Sequence[InstanceLike], history: Sequence[Mapping[str, Any]], pool: str
+) -> set[str]:
+    """The live hosts whose replacement an earlier, interrupted run launched and that
+    replacement is alive: the next heal run destroys them (``adopt``), so they do not count
+    toward the pool's size."""
+    by_instance = {i.name: i for i in instances}
+    return {
+        i.name for i in instances
+        if i.alive and launched_replacement(i.name, by_instance, history=history, pool=pool) is not None
+    }  # fmt: skip
+
+
 def name_new_replacements(plan: HealPlan, taken: Collection[str], rng: random.Random) -> HealPlan:
     """The plan with a new instance name for each replacement to launch (``taken``: every
     name the pool ever used). Named before the launch, the replacement can be logged
@@ -556,4 +569,5 @@ __all__ = [
     "name_new_replacements",
     "plan_heal",
     "pool_max",
+    "superseded",
 ]

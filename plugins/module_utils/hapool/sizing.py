@@ -1,7 +1,9 @@
 """What counts toward a pool's size: one rule shared by site.yml, heal.yml and scale.yml.
 
 * A pool's **members** are its instances that no scale-in is removing (a ``scale_drain`` event
-  names the hosts a scale-in began to remove): live and dead ones alike. A dead member is
+  names the hosts a scale-in began to remove) and that no live replacement supersedes (a heal
+  run killed after it launched a host's replacement: the next heal run finishes that
+  replacement, see ``healing.superseded``): live and dead ones alike. A dead member is
   replaced (heal.yml) or cleaned and relaunched (site.yml), never launched beside.
 * Live hosts (members or leaving) never exceed the pool's ``max``.
 
@@ -63,11 +65,13 @@ def plan_site(
     instances: Sequence[InstanceLike],
     *,
     leaving: Collection[str] = (),
+    superseded: Collection[str] = (),
 ) -> SitePlan:
-    """Destroy the dead members, launch live members up to ``desired``; live hosts stay <= max."""
+    """Destroy the dead members, launch live members up to ``desired``; live hosts stay <= max.
+    ``superseded`` hosts are not members (heal.yml destroys them), and not cleaned here."""
     if not 0 <= desired <= max_size:
         raise InvalidArgumentError(f"pool {pool}: need 0 <= desired <= max, got {desired} and {max_size}")
-    members = [i for i in instances if i.name not in leaving]
+    members = [i for i in instances if i.name not in leaving and i.name not in superseded]
     dead = tuple(i.name for i in members if not i.alive)
     alive = sum(1 for i in instances if i.alive)
     live_members = len(members) - len(dead)
