@@ -6,9 +6,9 @@ of its master and worker) under a steady load, with the heal watcher installed f
 Checked: the frontend answers again after every kill, every kill is logged as one
 ``balancer_restart`` (by the watcher, or by the heal tick it started when the kill fell on one),
 the pool converges (provider, HAProxy and its configuration agree on ``desired`` hosts, all UP
-and answering) and never holds more than ``max`` hosts or servers. Printed (run with ``-s``): the failed requests (connections refused
-while nothing listened) and the seconds from each kill until the frontend answered - figures,
-not assertions.
+and answering) and never holds more than ``max`` hosts or servers. Printed (run with ``-s``):
+the failed requests (those sent while nothing listened) and the seconds from each kill until
+the frontend answered - figures, not assertions.
 """
 
 from __future__ import annotations
