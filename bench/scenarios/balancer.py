@@ -23,12 +23,7 @@ time whatever happened to the previous ones) runs through each kill: its failed 
 those that fell in the outage (wrk is not used here: it reconnects in a tight loop while nothing
 listens and counts every attempt). The `balancer_restart` event gives the start itself.
 
-Not registered in bench/run.py yet (add "balancer" to its ``SCENARIOS``). Its entry points are
-``run(ctx) -> dict`` and ``markdown(result) -> str``, like every scenario; alone, from the
-project root (bench.lib first: it puts tests/ on the path)::
-
-    .venv/bin/python -c 'import bench.lib as lib; from bench.scenarios import balancer as b; \
-        print(b.markdown(b.run(lib.Context(repeat=3))))'
+Alone: ``python bench/run.py --only balancer --merge``.
 """
 
 from __future__ import annotations
