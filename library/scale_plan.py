@@ -215,6 +215,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.hapool.errors import HapoolError
 from ansible.module_utils.hapool.events import read_events
 from ansible.module_utils.hapool.haproxy import RuntimeClient
+from ansible.module_utils.hapool.healing import HISTORY_ACTIONS, superseded
 from ansible.module_utils.hapool.providers import sample_cpu_percent, validate_pool
 from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
 from ansible.module_utils.hapool.scaling import (
@@ -225,6 +226,7 @@ from ansible.module_utils.hapool.scaling import (
     parse_desired_file,
     plan_scale,
 )
+from ansible.module_utils.hapool.sizing import leaving_hosts
 
 
 def read_text(path: str, what: str) -> str | None:
@@ -268,8 +270,11 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         if "cpu" in settings.metrics:
             alive = [i.name for i in instances if i.alive]
             cpu = sample_cpu_percent(provider, pool, alive, p["cpu_interval"]) if alive else {}
-    history = read_events(p["event_log"], pool=pool, actions=SCALE_EVENTS) if p["event_log"] else []
-    plan = plan_scale(pool, settings, observe(instances, rows, cpu), history, now=now, file_values=files)
+    history = []
+    if p["event_log"]:
+        history = read_events(p["event_log"], pool=pool, actions=(*SCALE_EVENTS, *HISTORY_ACTIONS))
+    plan = plan_scale(pool, settings, observe(instances, rows, cpu), history, now=now, file_values=files,
+                      superseded=superseded(instances, history, pool, leaving=leaving_hosts(history)))
     return {
         "changed": False,
         "plan": plan.as_dict(),

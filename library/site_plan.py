@@ -126,7 +126,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     with provider_from_params(p) as provider:
         instances = provider.list(pool)
     plan = plan_site(pool, p["desired"], p["max"], instances, leaving=leaving_hosts(history),
-                     superseded=superseded(instances, history, pool))
+                     superseded=superseded(instances, history, pool, leaving=leaving_hosts(history)))
     return {"changed": False, "plan": plan.as_dict(), "instances": [i.to_dict() for i in instances]}
 
 

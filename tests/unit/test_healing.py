@@ -228,6 +228,17 @@ def test_a_host_that_came_back_up_beside_its_live_replacement_is_finished_off() 
     assert plan.replace == ["web-a"] and plan.decisions[0].adopt
 
 
+def test_an_adopted_replacement_frees_its_place_before_a_dead_host_is_judged_against_max() -> None:
+    # max 3: web-a (DOWN) has a live successor web-n from a killed run; web-0 is dead. Adopting
+    # first takes web-a off the live count, so web-0 is replaced, not cleaned.
+    history = [{"time": NOW - 60, "pool": "web", "action": REPLACE_LAUNCH, "instance": "web-a",
+                "replacement": "web-n", "age": 600}]
+    servers = [Row("web-0", "DOWN"), Row("web-a", "DOWN"), Row("web-b", "UP")]
+    instances = [inst("web-0", state="stopped"), inst("web-a"), inst("web-b"), inst("web-n", age=50)]
+    plan = plan_heal(pool(max=3), servers, instances, history, NOW)
+    assert sorted(plan.replace) == ["web-0", "web-a"] and plan.clean == []
+
+
 def test_settings_from_pool_and_heal_dict() -> None:
     s = HealSettings.from_pool({"name": "web", "grace_period": 5, "heal": {"grace_period": 7, "backoff": 2}})
     assert (s.grace_period, s.backoff, s.max_replace_per_run) == (7, 2, 1)

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from ansible.module_utils.hapool.healing import (
     CLEAN,
     REGISTER,
-    REMOVE_SERVER,
     REPLACE,
     REPLACE_LAUNCH,
     name_new_replacements,
@@ -119,9 +118,6 @@ class World:
         leaving = leaving_hosts(self.history)
         plan = plan_heal(POOL, self.rows(), self.instances(), self.history, self.now, leaving=leaving)
         plan = name_new_replacements(plan, self.taken | set(self.hosts), self.rng)
-        for d in plan.decisions:
-            if d.action == REMOVE_SERVER:
-                continue  # a server without a host: no host to count
         launched = 0
         new: list[str] = []
         for d in plan.decisions:
@@ -151,8 +147,9 @@ class World:
 
     def site(self) -> None:
         instances = self.instances()
-        plan = plan_site("web", DESIRED, MAX, instances, leaving=leaving_hosts(self.history),
-                         superseded=superseded(instances, self.history, "web"))
+        leaving = leaving_hosts(self.history)
+        plan = plan_site("web", DESIRED, MAX, instances, leaving=leaving,
+                         superseded=superseded(instances, self.history, "web", leaving=leaving))
         for name in plan.clean:
             self.destroy(name)
         for _ in range(plan.launch):
@@ -161,8 +158,11 @@ class World:
             h.registered = h.registered or h.alive
 
     def scale(self, wanted: int) -> int:
-        plan = plan_scale("web", ScaleSettings.from_pool(POOL), observe(self.instances(), self.rows()),
-                          self.history, now=self.now, file_values={"file": wanted})
+        instances = self.instances()
+        leaving = leaving_hosts(self.history)
+        plan = plan_scale("web", ScaleSettings.from_pool(POOL), observe(instances, self.rows()),
+                          self.history, now=self.now, file_values={"file": wanted},
+                          superseded=superseded(instances, self.history, "web", leaving=leaving))
         for name in plan.remove:
             self.history.append({"time": self.now, "pool": "web", "action": EVENT_DRAIN, "instance": name})
             self.destroy(name)

@@ -220,6 +220,17 @@ def test_no_policy_keeps_the_configured_desired_count() -> None:
     assert not plan.record_recommendation  # nothing to stabilize without policies
 
 
+def test_a_host_a_live_replacement_supersedes_is_not_counted_nor_drained() -> None:
+    # web-00's replacement web-02 was launched by a heal run that was then killed: heal.yml
+    # destroys web-00 next; scale.yml must neither count it (and drain a healthy host) nor
+    # launch past max while it still lives.
+    three = hosts(0, 0, 0)
+    plan = plan_scale("web", make_settings(desired=2, max=3), three, [], now=NOW, superseded={"web-00"})
+    assert (plan.current, plan.launch, plan.drain) == (2, 0, ())
+    short = plan_scale("web", make_settings(desired=3, max=3), three, [], now=NOW, superseded={"web-00"})
+    assert (short.current, short.launch) == (2, 0) and "max_live" in short.capped_by
+
+
 def test_bounds() -> None:
     high = plan_scale("web", make_settings(TARGET_RATE, max=4), hosts(30, 30, 30), [], now=NOW)
     assert (high.desired, high.capped_by) == (4, ("max",))

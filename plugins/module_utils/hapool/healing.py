@@ -264,16 +264,22 @@ def launched_replacement(
 
 
 def superseded(
-    instances: Sequence[InstanceLike], history: Sequence[Mapping[str, Any]], pool: str
+    instances: Sequence[InstanceLike],
+    history: Sequence[Mapping[str, Any]],
+    pool: str,
+    *,
+    leaving: Collection[str] = (),
 ) -> set[str]:
     """The live hosts whose replacement an earlier, interrupted run launched and that
-    replacement is alive: the next heal run destroys them (``adopt``), so they do not count
-    toward the pool's size."""
+    replacement is alive (and not leaving): the next heal run destroys them (``adopt``), so
+    they do not count toward the pool's size."""
     by_instance = {i.name: i for i in instances}
-    return {
-        i.name for i in instances
-        if i.alive and launched_replacement(i.name, by_instance, history=history, pool=pool) is not None
-    }  # fmt: skip
+    found = set()
+    for inst in instances:
+        successor = launched_replacement(inst.name, by_instance, history=history, pool=pool)
+        if inst.alive and inst.name not in leaving and successor is not None and successor not in leaving:
+            found.add(inst.name)
+    return found
 
 
 def name_new_replacements(plan: HealPlan, taken: Collection[str], rng: random.Random) -> HealPlan:
@@ -511,7 +517,9 @@ def _guard(  # noqa: PLR0917 - internal
     out: list[Decision] = []
     replaced = {True: 0, False: 0}  # per kind: dead hosts, live hosts
     caps = {True: settings.max_replace_dead_per_run, False: settings.max_replace_per_run}
-    for _, candidate in sorted(candidates, key=lambda item: (-item[0], item[1].name)):
+    # Adopted replacements first: the hosts they supersede leave the live count before a dead
+    # host is judged against max.
+    for _, candidate in sorted(candidates, key=lambda item: (not item[1].adopt, -item[0], item[1].name)):
         decision = candidate
         if circuit_reason and not decision.dead and not decision.adopt:
             out.append(replace(decision, action=CIRCUIT, reason=f"not replaced: {circuit_reason}"))

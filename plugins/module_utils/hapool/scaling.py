@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -543,15 +543,17 @@ def plan_scale(  # noqa: PLR0912, PLR0915 - one readable pass over the rules, in
     *,
     now: float,
     file_values: Mapping[str, int | None] | None = None,
+    superseded: Collection[str] = (),
 ) -> ScalePlan:
     """Decide the pool's size and the hosts to launch and drain. ``history`` is the pool's
     events (any order); ``file_values`` the count read from each file policy's file (by policy
-    name; None: the file is missing)."""
+    name; None: the file is missing); ``superseded`` the hosts a live replacement supersedes
+    (heal.yml destroys them: not counted, never drained; see sizing.py)."""
     file_values = file_values or {}
     hosts = sorted(hosts, key=lambda h: (h.created, h.name))
     drained_before = leaving_hosts(history)
     leaving = [h for h in hosts if h.name in drained_before]
-    staying = [h for h in hosts if h.name not in drained_before]
+    staying = [h for h in hosts if h.name not in drained_before and h.name not in superseded]
     current = len(staying)
     serving_hosts = [h for h in staying if h.serving]
     warm = [h for h in serving_hosts if now - h.created >= settings.warmup]
@@ -637,6 +639,15 @@ def plan_scale(  # noqa: PLR0912, PLR0915 - one readable pass over the rules, in
         order = "newest" if newest else "oldest"
         reasons.append(f"drain {', '.join(h.name for h in drain)} (failed first, then {order} first)")
     launch = max(target - current, 0)
+    # Superseded hosts still live until heal.yml destroys them: they hold a place under max
+    # (leaving ones are destroyed by this run before it launches).
+    live = sum(1 for h in staying if h.alive) + sum(1 for h in hosts if h.name in superseded and h.alive)
+    room = settings.max_size - live
+    if room < launch > 0:
+        reasons.append(f"at most {max(room, 0)} launch(es): live hosts never exceed max {settings.max_size}")
+        capped.append("max_live")
+        launch = max(room, 0)
+        target = current + launch
     if launch:
         reasons.append(f"launch {launch} host(s): {current} -> {target}")
     action = OUT if target > current else IN if target < current else NONE
