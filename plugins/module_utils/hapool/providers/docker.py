@@ -491,18 +491,19 @@ class DockerProvider(Provider):
                 raise self._api_error(f"start container {container.name}", exc) from exc
             raise
 
+    @staticmethod
+    def _raise_if_exited(container: Any, instance: Instance) -> None:
+        if instance.extra["status"] in ("exited", "dead"):
+            logs = container.logs(tail=5).decode("utf-8", "replace").strip()
+            raise ProviderError(f"container {container.name} exited right after start: {logs or 'no output'}")
+
     def _wait_running(self, container: Any, pool: str, name: str) -> Instance:
         deadline = time.monotonic() + self.start_timeout
         instance = self._to_instance(container)
         while time.monotonic() < deadline:
             container.reload()
             instance = self._to_instance(container)
-            status = instance.extra["status"]
-            if status in ("exited", "dead"):
-                logs = container.logs(tail=5).decode("utf-8", "replace").strip()
-                raise ProviderError(
-                    f"container {container.name} exited right after start: {logs or 'no output'}"
-                )
+            self._raise_if_exited(container, instance)
             if instance.alive and instance.address:
                 break
             time.sleep(0.1)
@@ -512,6 +513,9 @@ class DockerProvider(Provider):
                 f"{self.network!r} after {self.start_timeout:g} s (status {instance.extra['status']})"
             )
         if self.wait_port and not self._port_open(instance.address, instance.port, deadline):
+            # It may have run for a moment and exited since (a crash-looping image on a busy host).
+            container.reload()
+            self._raise_if_exited(container, self._to_instance(container))
             raise ProviderError(
                 f"container {container.name} runs but nothing answers on {instance.endpoint} after "
                 f"{self.start_timeout:g} s (does the image start a web server on port {WEB_PORT}?)"
