@@ -22,13 +22,23 @@ stage() {
     if [ $rc -eq 0 ]; then results+=(ok); else results+=("FAILED (exit $rc)"); failed=1; fi
 }
 
+# Every scenario (roles/*/molecule/default and the top-level molecule/default, 4 today).
+# Finding none is a failure, like pytest's exit 5: a stage that ran nothing must not pass.
 molecule_all() {
     local d rc=0
+    local -a ran=()
     for d in roles/*/ .; do
         [ -f "$d/molecule/default/molecule.yml" ] || continue
+        d=${d%/}
         echo "-- molecule test in $d"
+        ran+=("$d")
         (cd "$d" && molecule test) || { echo "molecule failed in $d"; rc=1; }
     done
+    if [ ${#ran[@]} -eq 0 ]; then
+        echo "molecule: no scenario found (roles/*/molecule/default, molecule/default) — counted as a failure"
+        return 1
+    fi
+    echo "molecule: ${#ran[@]} scenario(s) ran: ${ran[*]}"
     return $rc
 }
 
