@@ -415,285 +415,54 @@ state_file_written:
   type: bool
 """
 
-import time
-import traceback
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.hapool.errors import DrainTimeoutError, HapoolError
-from ansible.module_utils.hapool.haproxy import (
-    Command,
-    RuntimeClient,
-    ServerInfo,
-    ServerOptions,
-    cmd_add_server,
-    cmd_enable_health,
-    cmd_set_addr,
-    cmd_set_health,
-    cmd_set_server_state,
-    cmd_set_weight,
-    removal_commands,
-    server_config_line,
-    validate_address,
-    validate_name,
+from ansible.module_utils.hapool.haproxy import RUNTIME_ARGUMENT_SPEC, RuntimeClient
+from ansible.module_utils.hapool.module import fail, run_module
+from ansible.module_utils.hapool.server_change import (
+    SERVER_ARGUMENT_SPEC,
+    WantedServer,
+    execute_plan,
+    plan_server_change,
 )
-
-#: Seconds left to delete a server after its sessions were shut down (O(force)).
-FORCE_GRACE = 10.0
-
-
-def _options(params: dict[str, Any]) -> ServerOptions:
-    def num(value: Any) -> Any:
-        # Times may come as "2000" from YAML strings: an integer means milliseconds.
-        return int(value) if isinstance(value, str) and value.isdigit() else value
-
-    return ServerOptions(
-        check=params["check"],
-        inter=num(params["inter"]),
-        fastinter=num(params["fastinter"]),
-        downinter=num(params["downinter"]),
-        rise=params["rise"],
-        fall=params["fall"],
-        check_port=params["check_port"],
-        slowstart=num(params["slowstart"]),
-        weight=params["weight"],
-        maxconn=params["maxconn"],
-        backup=params["backup"],
-    )
-
-
-def _view(info: ServerInfo | None) -> dict[str, Any]:
-    """What the diff shows."""
-    if info is None:
-        return {}
-    return {
-        "address": info.fqdn or info.address,
-        "port": info.port,
-        "state": info.admin,
-        "weight": info.weight,
-    }
-
-
-class Plan:
-    """Commands (with the predicted result) for one server; executed in order."""
-
-    def __init__(self) -> None:
-        self.steps: list[tuple[Command, ...]] = []
-
-    def add(self, *commands: Command) -> None:
-        self.steps.append(commands)
-
-    @property
-    def lines(self) -> list[str]:
-        return ["; ".join(c.text for c in step) for step in self.steps]
-
-    def __bool__(self) -> bool:
-        return bool(self.steps)
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
-    p = module.params
-    backend = validate_name(p["backend"], "backend name")
-    name = p["name"]
-    state = p["state"]
-    cmd_set_server_state(backend, name, "ready")  # validates the server name up front
-    address = validate_address(p["address"]) if p["address"] is not None else None
-    port = p["port"]
-    options = _options(p)
-    server_line = None
-    add_command = None
-    if address is not None and port is not None:
-        server_line = server_config_line(name, address, port, options)
-        add_command = cmd_add_server(backend, name, address, port, options)
-    for key in ("drain_timeout", "poll_interval", "timeout"):
-        if p[key] is None or p[key] < 0 or (key != "drain_timeout" and p[key] == 0):
-            module.fail_json(msg=f"{key} must be a positive number")
-
-    client = RuntimeClient(p["socket"], timeout=p["timeout"])
+    wanted = WantedServer.from_params(module.params)  # refuses bad input before HAProxy is contacted
+    client = RuntimeClient(module.params["socket"], timeout=module.params["timeout"])
     client.require_admin()
-    before = client.get_server(backend, name)
-    plan = Plan()
-    predicted: dict[str, Any] | None = before.as_dict() if before else None
-    target = None if state in ("present", "absent") else state
-
-    at_once = state == "absent" and p["force"] and p["drain_timeout"] == 0
-    if state == "absent":
-        if before is not None:
-            for command in removal_commands(backend, name, in_maint=before.admin == "maint", at_once=at_once):
-                plan.add(command)
-            predicted = None
-    elif before is None:
-        if address is None or port is None:
-            module.fail_json(
-                msg=f"server {name!r} does not exist in backend {backend!r}: give address and port to add it",
-                backend=backend,
-                name=name,
-            )
-        assert add_command is not None
-        plan.add(add_command)
-        if options.check:
-            plan.add(cmd_enable_health(backend, name))
-        final = target or "ready"
-        if final != "maint":
-            leave = [cmd_set_server_state(backend, name, final)]
-            if options.check and p["health_gate"]:
-                leave.append(cmd_set_health(backend, name, "down"))
-            plan.add(*leave)
-        predicted = {
-            "backend": backend,
-            "name": name,
-            "address": address,
-            "port": port,
-            "state": final,
-            "weight": p["weight"] if p["weight"] is not None else 1,
-            "checks_enabled": options.check,
-        }
-    else:
-        predicted = dict(predicted or {})
-        new_address = address
-        if address is not None and before.fqdn and address == before.fqdn:
-            new_address = None  # added by hostname, unchanged
-        if (new_address is not None and new_address != before.address) or (
-            port is not None and port != before.port
-        ):
-            set_to = new_address if new_address is not None else before.address
-            plan.add(cmd_set_addr(backend, name, set_to, port if port is not None else before.port))
-            predicted["address"] = set_to
-            predicted["port"] = port if port is not None else before.port
-        if p["weight"] is not None and p["weight"] != before.weight:
-            plan.add(cmd_set_weight(backend, name, p["weight"]))
-            predicted["weight"] = p["weight"]
-        if target is not None and target != before.admin:
-            leave = [cmd_set_server_state(backend, name, target)]
-            if before.admin == "maint" and target != "maint" and before.checks_enabled and p["health_gate"]:
-                leave.append(cmd_set_health(backend, name, "down"))
-            plan.add(*leave)
-            predicted["state"] = target
-
-    result: dict[str, Any] = {
-        "changed": bool(plan),
-        "backend": backend,
-        "name": name,
-        "commands": plan.lines,
-        "before": before.as_dict() if before else None,
-        "sessions": before.scur if before else 0,
-        "waited": 0.0,
-        "forced_sessions": 0,
-        "state_file_written": False,
-    }
-    if server_line:
-        result["server_line"] = server_line
-    if module._diff:
-        result["diff"] = {
-            "before": _view(before),
-            "after": {k: predicted[k] for k in ("address", "port", "state", "weight")} if predicted else {},
-            "before_header": f"{backend}/{name}",
-            "after_header": f"{backend}/{name}",
-        }
-
+    plan = plan_server_change(client.get_server(wanted.backend, wanted.name), wanted)
+    result = plan.result(diff=module._diff)
     if module.check_mode:
-        result["server"] = predicted
-        result["state"] = predicted["state"] if predicted else "absent"
         return result
 
-    done: list[str] = []
+    sent: list[str] = []
     try:
-        if at_once and before is not None:
-            # A DOWN server: no drain, its sessions wait for a host that does not answer.
-            took = client.take_out(backend, name, FORCE_GRACE, interval=p["poll_interval"], sent=done)
-            result["waited"] = round(took.seconds, 3)
-            result["forced_sessions"] = took.sessions
-        elif state == "absent" and before is not None:
-            # maint (unless already), wait for the sessions to end, del server (retried while
-            # HAProxy still reports connections), all within drain_timeout.
-            if before.admin != "maint":
-                client.set_server_state(backend, name, "maint")
-                done.append(plan.lines[0])
-            timeout = p["drain_timeout"]
-            if p["force"]:
-                started = time.monotonic()
-                try:
-                    client.wait_drained(backend, name, timeout, interval=p["poll_interval"])
-                except DrainTimeoutError as exc:
-                    # The deregistration delay is over: close what is left, then delete.
-                    client.shutdown_sessions(backend, name)
-                    done.append(f"shutdown sessions server {backend}/{name}")
-                    result["commands"] = [*plan.lines[:-1], done[-1], plan.lines[-1]]
-                    result["forced_sessions"] = exc.sessions
-                    timeout = FORCE_GRACE
-                waited = time.monotonic() - started
-            else:
-                waited = 0.0
-            waited += client.remove_server(backend, name, timeout, interval=p["poll_interval"])
-            result["waited"] = round(waited, 3)
-            done.append(plan.lines[-1])
-        for step in plan.steps if state != "absent" else []:
-            client.execute(*step)
-            done.append("; ".join(c.text for c in step))
-        if state in ("drain", "maint") and p["wait"]:
-            result["waited"] = round(
-                client.wait_drained(backend, name, p["drain_timeout"], interval=p["poll_interval"]), 3
-            )
+        result.update(execute_plan(client, plan, sent=sent).result())
     except HapoolError as exc:
         drain = {"sessions": exc.sessions, "queued": exc.queued} if isinstance(exc, DrainTimeoutError) else {}
-        module.fail_json(
-            msg=str(exc),
-            error=type(exc).__name__,
-            changed=bool(done),
-            commands=done,
-            backend=backend,
-            name=name,
-            **drain,
+        fail(
+            module, exc, changed=bool(sent), commands=sent, backend=wanted.backend, name=wanted.name, **drain
         )
 
-    after = client.get_server(backend, name)
+    after = client.get_server(wanted.backend, wanted.name)
     result["server"] = after.as_dict() if after else None
     result["state"] = after.admin if after else "absent"
     result["sessions"] = after.scur if after else 0
-    if plan and p["state_file"]:
-        client.dump_servers_state(p["state_file"])
+    if plan.changed and wanted.state_file:
+        client.dump_servers_state(wanted.state_file)
         result["state_file_written"] = True
     return result
 
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "socket": {"type": "str", "default": "/run/haproxy/admin.sock"},
-            "timeout": {"type": "float", "default": 5.0},
-            "backend": {"type": "str", "required": True},
-            "name": {"type": "str", "required": True, "aliases": ["server"]},
-            "state": {
-                "type": "str",
-                "default": "present",
-                "choices": ["present", "ready", "drain", "maint", "absent"],
-            },
-            "address": {"type": "str"},
-            "port": {"type": "int"},
-            "weight": {"type": "int"},
-            "check": {"type": "bool", "default": True},
-            "inter": {"type": "str"},
-            "fastinter": {"type": "str"},
-            "downinter": {"type": "str"},
-            "rise": {"type": "int"},
-            "fall": {"type": "int"},
-            "check_port": {"type": "int"},
-            "slowstart": {"type": "str"},
-            "maxconn": {"type": "int"},
-            "backup": {"type": "bool", "default": False},
-            "health_gate": {"type": "bool", "default": True},
-            "wait": {"type": "bool", "default": False},
-            "drain_timeout": {"type": "float", "default": 300.0},
-            "force": {"type": "bool", "default": False},
-            "poll_interval": {"type": "float", "default": 0.2},
-            "state_file": {"type": "path"},
-        },
+        argument_spec={**RUNTIME_ARGUMENT_SPEC, **SERVER_ARGUMENT_SPEC},
         supports_check_mode=True,
     )
-    try:
-        module.exit_json(**run(module))
-    except HapoolError as exc:
-        module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
+    run_module(module, lambda: run(module))
 
 
 if __name__ == "__main__":

@@ -31,11 +31,10 @@ import ipaddress
 import os
 import re
 import socket
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import (
     CommandError,
@@ -50,6 +49,7 @@ from .errors import (
     UnknownBackendError,
     UnknownServerError,
 )
+from .files import atomic_write
 from .stats import (
     AdminState,
     AdminStateName,
@@ -63,6 +63,7 @@ from .stats import (
 )
 
 __all__ = [
+    "RUNTIME_ARGUMENT_SPEC",
     "Command",
     "HealthName",
     "RuntimeClient",
@@ -85,12 +86,15 @@ __all__ = [
     "cmd_show_servers_state",
     "cmd_show_stat",
     "cmd_shutdown_sessions",
+    "needs_health_gate",
     "parse_socket_address",
     "removal_commands",
     "server_config_line",
+    "state_commands",
     "validate_address",
     "validate_name",
     "validate_port",
+    "validate_server_name",
     "validate_time",
     "validate_weight",
     "write_state_file",
@@ -103,6 +107,13 @@ HEALTH_STATES: tuple[HealthName, ...] = ("up", "stopping", "down")
 MAX_NAME_LENGTH = 128
 MAX_WEIGHT = 256
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+#: The options of every module that talks to the runtime API (documented once, in the doc
+#: fragment ``haproxy_runtime``): ``argument_spec={**RUNTIME_ARGUMENT_SPEC, ...}``.
+RUNTIME_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
+    "socket": {"type": "str", "default": "/run/haproxy/admin.sock"},
+    "timeout": {"type": "float", "default": 5.0},
+}
 
 # HAProxy accepts letters, digits, '-', '_', '.' and ':' in proxy and server names.
 _NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+", re.ASCII)
@@ -129,7 +140,8 @@ def validate_name(value: object, what: str = "name") -> str:
     return value
 
 
-def _server_name(value: object) -> str:
+def validate_server_name(value: object) -> str:
+    """A server name: a valid name (:func:`validate_name`) that HAProxy's statistics do not reserve."""
     name = validate_name(value, "server name")
     if name in _RESERVED_SERVER_NAMES:
         raise InvalidArgumentError(f"{name!r} is reserved by HAProxy's statistics")
@@ -234,7 +246,7 @@ class Command:
 
 
 def _target(backend: str, server: str) -> str:
-    return f"{validate_name(backend, 'backend name')}/{_server_name(server)}"
+    return f"{validate_name(backend, 'backend name')}/{validate_server_name(server)}"
 
 
 @dataclass(frozen=True)
@@ -375,6 +387,27 @@ def cmd_shutdown_sessions(backend: str, server: str) -> Command:
     return Command(f"shutdown sessions server {_target(backend, server)}")
 
 
+def needs_health_gate(before: str, after: str, *, checks: bool, health_gate: bool) -> bool:
+    """Whether a change of administrative state from ``before`` to ``after`` forces health down.
+
+    The health gate: a server with health checks that leaves MAINT (a server HAProxy has just
+    added is in MAINT) would be assumed UP before its first check; forcing its health down
+    on the same line makes it take traffic only after ``rise`` good checks.
+    """
+    return health_gate and checks and before == "maint" and after != "maint"
+
+
+def state_commands(
+    backend: str, server: str, state: str, *, health_gate: bool = False
+) -> tuple[Command, ...]:
+    """``set server B/S state S``, with ``set server B/S health down`` chained when gated
+    (see :func:`needs_health_gate`); sent on one line so that HAProxy applies both at once."""
+    commands = [cmd_set_server_state(backend, server, state)]
+    if health_gate:
+        commands.append(cmd_set_health(backend, server, "down"))
+    return tuple(commands)
+
+
 def removal_commands(
     backend: str, server: str, *, in_maint: bool = False, at_once: bool = False
 ) -> list[Command]:
@@ -398,7 +431,7 @@ def removal_commands(
 def server_config_line(server: str, address: str, port: int, options: ServerOptions | None = None) -> str:
     """The ``server`` line for haproxy.cfg equivalent to :func:`cmd_add_server`."""
     words = (options or ServerOptions()).keywords()
-    return " ".join(["server", _server_name(server), _host_port(address, port), *words])
+    return " ".join(["server", validate_server_name(server), _host_port(address, port), *words])
 
 
 # --------------------------------------------------------------------------------------------
@@ -727,10 +760,7 @@ class RuntimeClient:
     def set_server_state(
         self, backend: str, server: str, state: AdminStateName, *, health_gate: bool = False
     ) -> None:
-        commands = [cmd_set_server_state(backend, server, state)]
-        if health_gate:
-            commands.append(cmd_set_health(backend, server, "down"))
-        self.execute(*commands)
+        self.execute(*state_commands(backend, server, state, health_gate=health_gate))
 
     def set_health(self, backend: str, server: str, health: HealthName) -> None:
         self.execute(cmd_set_health(backend, server, health))
@@ -858,17 +888,6 @@ class RuntimeClient:
 
 
 def write_state_file(path: str, text: str, mode: int = 0o644) -> None:
-    """Replace ``path`` atomically (temporary file in the same directory, then rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".hapool-state-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text if text.endswith("\n") else text + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Replace ``path`` atomically (temporary file in the same directory, fsync, rename), the
+    text ending with a newline."""
+    atomic_write(path, text if text.endswith("\n") else text + "\n", mode=mode, fsync=True)
