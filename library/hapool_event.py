@@ -75,11 +75,26 @@ event:
 """
 
 import time
-import traceback
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hapool.errors import HapoolError
 from ansible.module_utils.hapool.events import append_event, make_event
+from ansible.module_utils.hapool.module import run_module
+
+
+def run(module: AnsibleModule) -> dict[str, Any]:
+    p = module.params
+    now = time.time()
+    duration = p["duration"]
+    if duration is None and p["started"] is not None:
+        duration = max(0.0, now - p["started"])
+    event = make_event(
+        time=now, pool=p["pool"], action=p["action"], instance=p["instance"], reason=p["reason"],
+        duration=duration, **p["extra"],
+    )  # fmt: skip
+    if not module.check_mode:
+        append_event(p["path"], event)
+    return {"changed": not module.check_mode, "event": event}
 
 
 def main() -> None:
@@ -96,21 +111,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    p = module.params
-    now = time.time()
-    duration = p["duration"]
-    if duration is None and p["started"] is not None:
-        duration = max(0.0, now - p["started"])
-    try:
-        event = make_event(
-            time=now, pool=p["pool"], action=p["action"], instance=p["instance"], reason=p["reason"],
-            duration=duration, **p["extra"],
-        )  # fmt: skip
-        if not module.check_mode:
-            append_event(p["path"], event)
-    except HapoolError as exc:
-        module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
-    module.exit_json(changed=not module.check_mode, event=event)
+    run_module(module, lambda: run(module))
 
 
 if __name__ == "__main__":

@@ -148,13 +148,13 @@ skipped_lines:
 
 import os
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.hapool.errors import HapoolError
 from ansible.module_utils.hapool.events import count_actions, format_events, parse_time, read_events_checked
+from ansible.module_utils.hapool.module import run_module
 
 SKIPPED_SHOWN = 100
 
@@ -198,10 +198,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    try:
-        module.exit_json(**run(module.params, time.time(), warn=module.warn))
-    except HapoolError as exc:
-        module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
+    run_module(module, lambda: run(module.params, time.time(), warn=module.warn))
 
 
 if __name__ == "__main__":

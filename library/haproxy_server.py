@@ -39,18 +39,9 @@ description:
 version_added: "0.1.0"
 author:
   - hapool contributors
+extends_documentation_fragment:
+  - haproxy_runtime
 options:
-  socket:
-    description:
-      - The runtime API to talk to, on the managed host. A unix socket path
-        (C(/run/haproxy/admin.sock), also C(unix:///run/haproxy/admin.sock)) or a TCP address
-        (C(127.0.0.1:9999), C(tcp://127.0.0.1:9999), C([::1]:9999)).
-    type: str
-    default: /run/haproxy/admin.sock
-  timeout:
-    description: Seconds to wait for each answer of HAProxy (connect and read).
-    type: float
-    default: 5.0
   backend:
     description: Name of the backend.
     type: str

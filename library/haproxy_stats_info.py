@@ -21,18 +21,9 @@ description:
 version_added: "0.1.0"
 author:
   - hapool contributors
+extends_documentation_fragment:
+  - haproxy_runtime
 options:
-  socket:
-    description:
-      - The runtime API on the managed host. A unix socket path (C(/run/haproxy/admin.sock),
-        also C(unix:///path)) or a TCP address (C(127.0.0.1:9999), C(tcp://127.0.0.1:9999),
-        C([::1]:9999)).
-    type: str
-    default: /run/haproxy/admin.sock
-  timeout:
-    description: Seconds to wait for HAProxy's answer (connect and read).
-    type: float
-    default: 5.0
   backend:
     description:
       - Only these backends. The module fails if one of them does not exist.
@@ -238,12 +229,12 @@ backend_names:
   sample: [app, api]
 """
 
-import traceback
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hapool.errors import HapoolError, UnknownBackendError
-from ansible.module_utils.hapool.haproxy import RuntimeClient, validate_name
+from ansible.module_utils.hapool.errors import UnknownBackendError
+from ansible.module_utils.hapool.haproxy import RUNTIME_ARGUMENT_SPEC, RuntimeClient, validate_name
+from ansible.module_utils.hapool.module import run_module
 from ansible.module_utils.hapool.stats import backend_summary
 
 
@@ -266,17 +257,13 @@ def run(module: AnsibleModule) -> dict[str, Any]:
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "socket": {"type": "str", "default": "/run/haproxy/admin.sock"},
-            "timeout": {"type": "float", "default": 5.0},
+            **RUNTIME_ARGUMENT_SPEC,
             "backend": {"type": "list", "elements": "str"},
             "include_servers": {"type": "bool", "default": True},
         },
         supports_check_mode=True,
     )
-    try:
-        module.exit_json(**run(module))
-    except HapoolError as exc:
-        module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
+    run_module(module, lambda: run(module))
 
 
 if __name__ == "__main__":

@@ -167,11 +167,10 @@ instance:
       sample: {"container": "hapool-web-web-3f9a2c", "network": "hapool"}
 """
 
-import traceback
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hapool.errors import HapoolError
+from ansible.module_utils.hapool.module import fail, run_module
 from ansible.module_utils.hapool.providers import (
     OrphanError,
     validate_instance_name,
@@ -238,6 +237,14 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         return result
 
 
+def run_reporting_orphans(module: AnsibleModule) -> dict[str, Any]:
+    """:func:`run`; an instance left behind by a failed launch or destroy is returned as ``orphan``."""
+    try:
+        return run(module)
+    except OrphanError as exc:
+        fail(module, exc, orphan=exc.orphan)
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -250,14 +257,7 @@ def main() -> None:
         required_if=[("state", "absent", ("name",))],
         supports_check_mode=True,
     )
-    try:
-        module.exit_json(**run(module))
-    except OrphanError as exc:
-        module.fail_json(
-            msg=str(exc), orphan=exc.orphan, error=type(exc).__name__, exception=traceback.format_exc()
-        )
-    except HapoolError as exc:
-        module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
+    run_module(module, lambda: run_reporting_orphans(module))
 
 
 if __name__ == "__main__":

@@ -99,11 +99,10 @@ alive:
   sample: 2
 """
 
-import traceback
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hapool.errors import HapoolError
+from ansible.module_utils.hapool.module import run_module
 from ansible.module_utils.hapool.providers import validate_pool
 from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
 
@@ -126,10 +125,7 @@ def main() -> None:
         argument_spec={"pool": {"type": "str"}, **PROVIDER_ARGUMENT_SPEC},
         supports_check_mode=True,
     )
-    try:
-        module.exit_json(**run(module))
-    except HapoolError as exc:
-        module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
+    run_module(module, lambda: run(module))
 
 
 if __name__ == "__main__":

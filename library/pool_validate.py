@@ -84,11 +84,10 @@ count:
   sample: 1
 """
 
-import traceback
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hapool.errors import HapoolError
+from ansible.module_utils.hapool.module import run_module
 from ansible.module_utils.hapool.pools import validate_pools
 
 
@@ -102,11 +101,7 @@ def main() -> None:
         argument_spec={"pools": {"type": "raw", "required": True}},
         supports_check_mode=True,
     )
-    try:
-        result = run(module)
-    except HapoolError as exc:
-        module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
-    module.exit_json(**result)
+    run_module(module, lambda: run(module))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ the drain loop driven by an injected clock.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import socket
 import threading
@@ -17,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from ansible.module_utils.hapool.errors import (
     CommandError,
     ConnectError,
@@ -30,8 +28,6 @@ from ansible.module_utils.hapool.errors import (
     UnknownServerError,
 )
 from ansible.module_utils.hapool.haproxy import RuntimeClient
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_missing_socket(tmp_path):
@@ -184,41 +180,3 @@ def test_wait_drained_times_out_with_the_open_count():
     assert "app/web1 still has 4 current session(s) and 2 queued" in str(info.value)
     assert client.now == pytest.approx(2.0)  # the last sleep is cut to the deadline
     assert max(client.sleeps) <= 0.3
-
-
-# --- the modules' documentation matches their argument_spec -------------------------------------
-
-
-def _module_docs_and_spec(path: Path):
-    tree = ast.parse(path.read_text())
-    docs = {}
-    spec = None
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Assign)
-            and isinstance(node.targets[0], ast.Name)
-            and node.targets[0].id in ("DOCUMENTATION", "EXAMPLES", "RETURN")
-        ):
-            docs[node.targets[0].id] = yaml.safe_load(node.value.value)
-        if isinstance(node, ast.keyword) and node.arg == "argument_spec":
-            spec = ast.literal_eval(node.value)
-    return docs, spec
-
-
-@pytest.mark.parametrize("module", ["haproxy_server", "haproxy_stats_info"])
-def test_documentation_matches_argument_spec(module):
-    docs, spec = _module_docs_and_spec(ROOT / "library" / f"{module}.py")
-    assert set(docs) == {"DOCUMENTATION", "EXAMPLES", "RETURN"}
-    assert docs["DOCUMENTATION"]["module"] == module
-    options = docs["DOCUMENTATION"]["options"]
-    assert set(options) == set(spec)
-    for name, arg in spec.items():
-        doc = options[name]
-        assert doc["type"] == arg["type"], name
-        assert doc.get("default") == arg.get("default"), name
-        assert doc.get("choices") == arg.get("choices"), name
-        assert doc.get("required", False) == arg.get("required", False), name
-        assert doc.get("aliases") == arg.get("aliases"), name
-        assert doc.get("elements") == arg.get("elements"), name
-    assert docs["RETURN"] and all("description" in v for v in docs["RETURN"].values())
-    assert isinstance(docs["EXAMPLES"], list) and docs["EXAMPLES"]
