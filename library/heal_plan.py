@@ -171,6 +171,27 @@ plan:
           nothing is launched).
       type: list
       elements: dict
+todo:
+  description:
+    - The plan's actions as lists ready to loop over, each entry a decision of RV(plan.decisions)
+      with its C(pool) added. Over several pools (a loop of this module), join them with
+      C(results | map(attribute='todo.replace') | flatten(levels=1)).
+  returned: always
+  type: dict
+  contains:
+    replace:
+      description: The C(replace) and C(clean) decisions (launch a replacement, or only destroy).
+      type: list
+      elements: dict
+      sample: [{"pool": "web", "name": "web-3f9a2c", "action": "replace", "replacement": "web-81bd0e"}]
+    remove_servers:
+      description: The C(remove_server) decisions (a server without an instance).
+      type: list
+      elements: dict
+    register:
+      description: The C(register) decisions (a live instance the balancer does not know).
+      type: list
+      elements: dict
 instances:
   description: The pool's instances as the provider lists them (see M(pool_instance_info)).
   returned: always
@@ -188,11 +209,10 @@ now:
 """
 
 import time
-import traceback
+from collections.abc import Mapping
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hapool.errors import HapoolError
 from ansible.module_utils.hapool.events import (
     EVENT_LOG_CORRUPT,
     append_events,
@@ -201,10 +221,32 @@ from ansible.module_utils.hapool.events import (
     read_events_checked,
 )
 from ansible.module_utils.hapool.haproxy import RuntimeClient
-from ansible.module_utils.hapool.healing import BACKOFF, HISTORY_ACTIONS, name_new_replacements, plan_heal
+from ansible.module_utils.hapool.healing import (
+    BACKOFF,
+    CLEAN,
+    HISTORY_ACTIONS,
+    REGISTER,
+    REMOVE_SERVER,
+    REPLACE,
+    name_new_replacements,
+    plan_heal,
+)
+from ansible.module_utils.hapool.module import run_module
 from ansible.module_utils.hapool.providers import validate_pool
 from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
 from ansible.module_utils.hapool.sizing import EVENT_DRAIN, leaving_hosts
+
+#: RV(todo)'s lists and the decisions each one takes.
+TODO_ACTIONS = {"replace": (REPLACE, CLEAN), "remove_servers": (REMOVE_SERVER,), "register": (REGISTER,)}
+
+
+def loop_items(plan: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """A plan's decisions as lists ready to loop over (RV(todo)), each entry with its pool."""
+    pool = plan["pool"]
+    return {
+        key: [{**decision, "pool": pool} for decision in plan["decisions"] if decision["action"] in actions]
+        for key, actions in TODO_ACTIONS.items()
+    }
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
@@ -258,13 +300,22 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             )
     if events and p["event_log"] and not module.check_mode:
         append_events(p["event_log"], events)
-    return {
+    result = {
         "changed": False,
         "plan": plan.as_dict(),
         "instances": [i.to_dict() for i in instances],
         "events": events,
         "now": now,
     }
+    result["todo"] = loop_items(result["plan"])
+    if plan.circuit_open and p["fail_on_circuit_open"]:
+        module.fail_json(
+            msg=f"circuit breaker open, nothing replaced: {plan.circuit_reason} "
+            "(the fault is likely between the balancer and the hosts)",
+            error="CircuitOpen",
+            **result,
+        )
+    return result
 
 
 def main() -> None:
@@ -280,18 +331,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    try:
-        result = run(module)
-    except HapoolError as exc:
-        module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
-    if result["plan"]["circuit_open"] and module.params["fail_on_circuit_open"]:
-        module.fail_json(
-            msg=f"circuit breaker open, nothing replaced: {result['plan']['circuit_reason']} "
-            "(the fault is likely between the balancer and the hosts)",
-            error="CircuitOpen",
-            **result,
-        )
-    module.exit_json(**result)
+    run_module(module, lambda: run(module))
 
 
 if __name__ == "__main__":

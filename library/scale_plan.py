@@ -190,6 +190,37 @@ plan:
     settings:
       description: The scaling settings used (defaults filled in).
       type: dict
+todo:
+  description:
+    - The plan's actions as lists ready to loop over, each entry with its C(pool). Over several
+      pools (a loop of this module), join them with
+      C(results | map(attribute='todo.remove') | flatten(levels=1)).
+  returned: always
+  type: dict
+  contains:
+    remove:
+      description:
+        - One per host of RV(plan.remove) - C(pool), C(name), C(new) (drained by this run, so
+          its C(scale_drain) event is still to be written; false for a host an earlier run
+          began to remove), C(in_balancer) (the balancer has its server), C(drain_timeout)
+          (the pool's, seconds).
+      type: list
+      elements: dict
+      sample: [{"pool": "web", "name": "web-3f9a2c", "new": true, "in_balancer": true, "drain_timeout": 60}]
+    launch:
+      description:
+        - The pool (O(pool), as given) once per host to launch, the C(hapool_launch_pool) of
+          C(playbooks/tasks/launch_host.yml).
+      type: list
+      elements: dict
+    scale_out:
+      description: RV(plan) in a list when the plan scales out, else empty.
+      type: list
+      elements: dict
+    scale_in:
+      description: RV(plan) in a list when the plan scales in, else empty.
+      type: list
+      elements: dict
 instances:
   description: The pool's instances as the provider lists them (see M(pool_instance_info)).
   returned: always
@@ -208,17 +239,19 @@ now:
 
 import os
 import time
-import traceback
+from collections.abc import Mapping
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hapool.errors import HapoolError
 from ansible.module_utils.hapool.events import read_events
 from ansible.module_utils.hapool.haproxy import RuntimeClient
 from ansible.module_utils.hapool.healing import HISTORY_ACTIONS, superseded
+from ansible.module_utils.hapool.module import run_module
 from ansible.module_utils.hapool.providers import sample_cpu_percent, validate_pool
 from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
 from ansible.module_utils.hapool.scaling import (
+    IN,
+    OUT,
     SCALE_EVENTS,
     MetricFileError,
     ScaleSettings,
@@ -245,6 +278,29 @@ def read_protected(path: str | None) -> list[str]:
         return []
     text = read_text(path, "protect file") or ""
     return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
+
+
+def loop_items(plan: Mapping[str, Any], pool_cfg: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """A plan as lists ready to loop over (RV(todo)), each entry with its pool."""
+    status = {host["name"]: host.get("status", "") for host in plan["hosts"]}
+    remove = [
+        {
+            "pool": plan["pool"],
+            "name": name,
+            "new": name in plan["drain"],
+            # A host the plan does not list is taken as in the balancer: deleting a server that
+            # is not there is a no-op, skipping one that is would leave an orphan.
+            "in_balancer": status.get(name, "") is not None,
+            "drain_timeout": plan["settings"]["drain_timeout"],
+        }
+        for name in plan["remove"]
+    ]
+    return {
+        "remove": remove,
+        "launch": [dict(pool_cfg) for _ in range(plan["launch"])],
+        "scale_out": [dict(plan)] if plan["action"] == OUT else [],
+        "scale_in": [dict(plan)] if plan["action"] == IN else [],
+    }
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
@@ -275,9 +331,11 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         history = read_events(p["event_log"], pool=pool, actions=(*SCALE_EVENTS, *HISTORY_ACTIONS))
     plan = plan_scale(pool, settings, observe(instances, rows, cpu), history, now=now, file_values=files,
                       superseded=superseded(instances, history, pool, leaving=leaving_hosts(history)))
+    planned = plan.as_dict()
     return {
         "changed": False,
-        "plan": plan.as_dict(),
+        "plan": planned,
+        "todo": loop_items(planned, pool_cfg),
         "instances": [i.to_dict() for i in instances],
         "protected": sorted(settings.protected),
         "now": now,
@@ -298,11 +356,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    try:
-        result = run(module)
-    except HapoolError as exc:
-        module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
-    module.exit_json(**result)
+    run_module(module, lambda: run(module))
 
 
 if __name__ == "__main__":

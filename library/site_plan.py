@@ -98,6 +98,23 @@ plan:
       description: How many hosts to launch.
       type: int
       sample: 1
+todo:
+  description:
+    - The plan as lists ready to loop over, each entry with its C(pool). Over several pools (a
+      loop of this module), join them with C(results | map(attribute='todo.launch') | flatten(levels=1)).
+  returned: always
+  type: dict
+  contains:
+    clean:
+      description: One C({pool, name}) per dead member to destroy.
+      type: list
+      elements: dict
+      sample: [{"pool": "web", "name": "web-3f9a2c"}]
+    launch:
+      description: One C({pool}) per host to launch.
+      type: list
+      elements: dict
+      sample: [{"pool": "web"}]
 instances:
   description: The pool's instances as the provider lists them (see M(pool_instance_info)).
   returned: always
@@ -105,16 +122,25 @@ instances:
   elements: dict
 """
 
-import traceback
+from collections.abc import Mapping
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hapool.errors import HapoolError
 from ansible.module_utils.hapool.events import read_events
 from ansible.module_utils.hapool.healing import HISTORY_ACTIONS, superseded
+from ansible.module_utils.hapool.module import run_module
 from ansible.module_utils.hapool.providers import validate_pool
 from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
 from ansible.module_utils.hapool.sizing import EVENT_DRAIN, leaving_hosts, plan_site
+
+
+def loop_items(plan: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """A plan as lists ready to loop over (RV(todo)), each entry with its pool."""
+    pool = plan["pool"]
+    return {
+        "clean": [{"pool": pool, "name": name} for name in plan["clean"]],
+        "launch": [{"pool": pool} for _ in range(plan["launch"])],
+    }
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
@@ -127,7 +153,9 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         instances = provider.list(pool)
     plan = plan_site(pool, p["desired"], p["max"], instances, leaving=leaving_hosts(history),
                      superseded=superseded(instances, history, pool, leaving=leaving_hosts(history)))
-    return {"changed": False, "plan": plan.as_dict(), "instances": [i.to_dict() for i in instances]}
+    planned = plan.as_dict()
+    return {"changed": False, "plan": planned, "todo": loop_items(planned),
+            "instances": [i.to_dict() for i in instances]}
 
 
 def main() -> None:
@@ -141,10 +169,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    try:
-        module.exit_json(**run(module))
-    except HapoolError as exc:
-        module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
+    run_module(module, lambda: run(module))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""A lease lock for runs that span several processes (an Ansible play, one module per task).
+"""The pool lock: a lease for runs that span several processes (an Ansible play, one module per
+task), shared by every playbook that acts on pools (heal, scale, site, refresh) - one at a time.
 
 ``flock`` only lives as long as the process that holds it, and every Ansible task is a new
-process: the heal run holds a *lease* instead, a small JSON file ``{"owner", "acquired",
+process: an acting run holds a *lease* instead, a small JSON file ``{"owner", "acquired",
 "expires"}`` rewritten under ``flock``. A second run finds a lease that has not expired and
 stops ("locked"); a run that crashed leaves a lease that expires after ``ttl`` seconds.
 A lease may also name the process that runs the holder (``pid`` with its start time, e.g. the

@@ -1,22 +1,29 @@
 #!/usr/bin/python
 # Copyright: hapool contributors
 # Apache License 2.0 (see pyproject.toml)
-"""Ansible module: take or give up the healer's lease lock (one heal run at a time)."""
+"""Ansible module: take or give up the pool lock, the lease that lets one acting run at a time
+(heal.yml, scale.yml, site.yml, reconcile.yml and the coming refresh) change the pools."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: heal_lock
-short_description: One heal run at a time - a lease lock that spans the tasks of a play
+module: pool_lock
+short_description: One acting run at a time over the pools - a lease lock that spans the tasks of a play
 description:
-  - Every task of a play is a new process, so a C(flock) cannot be held across a play. The
-    healer holds a B(lease) instead - a small JSON file (owner, expiry) rewritten under
-    C(flock). O(state=acquired) takes it unless another owner holds one that has not expired
-    and returns RV(acquired); it never fails because of a held lease (the play decides, usually
-    to end cleanly). O(state=released) gives it up if O(owner) holds it.
+  - The B(pool lock) - shared by every playbook that acts on pools (C(heal.yml), C(scale.yml),
+    C(site.yml), C(reconcile.yml) through them, and the coming C(refresh.yml)), so that no run
+    counts or changes a pool while another one launches, drains or destroys its hosts.
+  - Every task of a play is a new process, so a C(flock) cannot be held across a play. A run
+    holds a B(lease) instead - a small JSON file (owner, expiry) rewritten under C(flock).
+    O(state=acquired) takes it unless another owner holds one that has not expired and returns
+    RV(acquired); it never fails because of a held lease (the play decides, usually to say
+    "locked" and end cleanly). O(state=released) gives it up if O(owner) holds it.
   - A run that crashed leaves a lease that expires after O(ttl) seconds, or at once when the
     C(ansible-playbook) process that took it is gone (the lease records its pid and start time).
+  - This module was called C(heal_lock) before version 0.3.0; the lease file and its format are
+    unchanged (default C(<state root>/heal/heal.lock)), so a run of either version sees the
+    other's lease.
 version_added: "0.1.0"
 author:
   - hapool contributors
@@ -40,21 +47,32 @@ options:
     default: 900
 notes:
   - Check mode takes the lease all the same (a planning run must not overlap an acting one).
+  - The playbooks take it through C(playbooks/tasks/pool_lock.yml) and give it back through
+    C(playbooks/tasks/pool_unlock.yml).
 seealso:
   - module: heal_plan
+  - module: scale_plan
+  - module: site_plan
 """
 
 EXAMPLES = r"""
-- name: Take the healer's lock
-  heal_lock:
+- name: Take the pool lock
+  pool_lock:
     path: "{{ hapool_state_root }}/heal/heal.lock"
-    owner: "{{ hapool_heal_run }}"
+    owner: "{{ run_id }}"
   check_mode: false
   register: lock
 
-- name: Another heal run holds it - stop here
+- name: Another run holds it - stop here
   ansible.builtin.meta: end_play
   when: not lock.acquired
+
+- name: Give it back
+  pool_lock:
+    path: "{{ hapool_state_root }}/heal/heal.lock"
+    owner: "{{ run_id }}"
+    state: released
+  check_mode: false
 """
 
 RETURN = r"""
@@ -82,11 +100,11 @@ released:
 
 import os
 import time
-import traceback
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hapool.errors import HapoolError
 from ansible.module_utils.hapool.lock import acquire, release
+from ansible.module_utils.hapool.module import run_module
 
 
 def playbook_pid() -> int | None:
@@ -113,6 +131,16 @@ def playbook_pid() -> int | None:
     return found
 
 
+def run(module: AnsibleModule) -> dict[str, Any]:
+    p = module.params
+    if p["state"] == "released":
+        done = release(p["path"], p["owner"])
+        return {"changed": done, "released": done, "acquired": False, "holder": None, "expires": None,
+                "stale_owner": None}
+    lease = acquire(p["path"], p["owner"], p["ttl"], time.time(), holder_pid=playbook_pid())
+    return {"changed": lease.acquired, "released": False, **lease.as_dict()}
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -123,17 +151,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    p = module.params
-    try:
-        if p["state"] == "released":
-            done = release(p["path"], p["owner"])
-            module.exit_json(
-                changed=done, released=done, acquired=False, holder=None, expires=None, stale_owner=None
-            )
-        lease = acquire(p["path"], p["owner"], p["ttl"], time.time(), holder_pid=playbook_pid())
-    except HapoolError as exc:
-        module.fail_json(msg=str(exc), error=type(exc).__name__, exception=traceback.format_exc())
-    module.exit_json(changed=lease.acquired, released=False, **lease.as_dict())
+    run_module(module, lambda: run(module))
 
 
 if __name__ == "__main__":
