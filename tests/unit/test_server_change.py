@@ -1,0 +1,328 @@
+"""plan_server_change without HAProxy: every transition of one server, as tables.
+
+``before`` is what the runtime API would report (a :class:`ServerInfo`, or ``None`` when the
+server is absent), the parameters are the module's; each row gives the command lines the
+plan sends, in order, and what the plan predicts. The executor and the commands' effect on a
+real HAProxy are tested in tests/integration/test_haproxy_modules.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from ansible.module_utils.hapool.errors import HapoolError, InvalidArgumentError
+from ansible.module_utils.hapool.haproxy import (
+    ServerInfo,
+    needs_health_gate,
+    state_commands,
+    validate_server_name,
+)
+from ansible.module_utils.hapool.server_change import SERVER_ARGUMENT_SPEC, WantedServer, plan_server_change
+from ansible.module_utils.hapool.stats import AdminState, OpState
+
+ADMIN_BITS = {"ready": AdminState.NONE, "drain": AdminState.FDRAIN, "maint": AdminState.FMAINT}
+
+
+def server(state: str = "ready", **changes: Any) -> ServerInfo:
+    """web1 of backend app, as ``show servers state`` + ``show stat`` would report it."""
+    info = ServerInfo(
+        backend="app",
+        name="web1",
+        address="10.0.0.1",
+        port=8080,
+        fqdn=None,
+        admin=state,  # type: ignore[arg-type]
+        admin_state=ADMIN_BITS[state],
+        op_state=OpState.RUNNING,
+        weight=1,
+        initial_weight=1,
+        checks_configured=True,
+        checks_enabled=True,
+        status={"ready": "UP", "drain": "DRAIN", "maint": "MAINT"}[state],
+        scur=3,
+        qcur=0,
+        check_status="L7OK",
+    )
+    return replace(info, **changes)
+
+
+def params(**args: Any) -> dict[str, Any]:
+    return {"backend": "app", "name": "web1", **args}
+
+
+ADD = {"address": "10.0.0.9", "port": 8080}
+ADD_LINE = "add server app/web1 10.0.0.9:8080 check"
+GATED = "set server app/web1 state {0}; set server app/web1 health down"
+HEALTH = "enable health app/web1"
+MAINT, SHUT, DEL = (
+    "set server app/web1 state maint",
+    "shutdown sessions server app/web1",
+    "del server app/web1",
+)
+ADDR = "set server app/web1 addr "
+
+# (id, before, parameters, command lines, predicted state)
+TRANSITIONS = [
+    # absent -> present / ready / drain / maint
+    ("add", None, ADD, [ADD_LINE, HEALTH, GATED.format("ready")], "ready"),
+    ("add-ready", None, {**ADD, "state": "ready"}, [ADD_LINE, HEALTH, GATED.format("ready")], "ready"),
+    ("add-drain", None, {**ADD, "state": "drain"}, [ADD_LINE, HEALTH, GATED.format("drain")], "drain"),
+    ("add-maint", None, {**ADD, "state": "maint"}, [ADD_LINE, HEALTH], "maint"),
+    ("add-no-gate", None, {**ADD, "health_gate": False},
+     [ADD_LINE, HEALTH, "set server app/web1 state ready"], "ready"),
+    ("add-no-check", None, {**ADD, "check": False},
+     ["add server app/web1 10.0.0.9:8080", "set server app/web1 state ready"], "ready"),
+    ("add-options", None, {**ADD, "inter": "2000", "rise": 2, "fall": 3, "slowstart": "30s", "weight": 50},
+     ["add server app/web1 10.0.0.9:8080 check inter 2000 rise 2 fall 3 slowstart 30s weight 50",
+      HEALTH, GATED.format("ready")], "ready"),
+    ("add-hostname", None, {"address": "web1.example", "port": 80},
+     ["add server app/web1 web1.example:80 check", HEALTH, GATED.format("ready")], "ready"),
+    # present leaves an existing server's administrative state alone
+    ("present-ready", server("ready"), {}, [], "ready"),
+    ("present-maint", server("maint"), ADD | {"address": "10.0.0.1"}, [], "maint"),
+    # ready / drain / maint
+    ("ready-drain", server("ready"), {"state": "drain"}, ["set server app/web1 state drain"], "drain"),
+    ("ready-maint", server("ready"), {"state": "maint"}, ["set server app/web1 state maint"], "maint"),
+    ("drain-ready", server("drain"), {"state": "ready"}, ["set server app/web1 state ready"], "ready"),
+    ("drain-maint", server("drain"), {"state": "maint"}, ["set server app/web1 state maint"], "maint"),
+    ("maint-ready", server("maint"), {"state": "ready"}, [GATED.format("ready")], "ready"),
+    ("maint-drain", server("maint"), {"state": "drain"}, [GATED.format("drain")], "drain"),
+    ("same-ready", server("ready"), {"state": "ready"}, [], "ready"),
+    ("same-drain", server("drain"), {"state": "drain"}, [], "drain"),
+    ("same-maint", server("maint"), {"state": "maint"}, [], "maint"),
+    # health gate: only a server with checks enabled that leaves MAINT, and only when asked
+    ("maint-ready-no-gate", server("maint"), {"state": "ready", "health_gate": False},
+     ["set server app/web1 state ready"], "ready"),
+    ("maint-ready-no-checks", server("maint", checks_enabled=False), {"state": "ready"},
+     ["set server app/web1 state ready"], "ready"),
+    # weight and address
+    ("weight", server("ready"), {"weight": 30}, ["set server app/web1 weight 30"], "ready"),
+    ("weight-same", server("ready"), {"weight": 1}, [], "ready"),
+    ("address", server("ready"), {"address": "10.0.0.2"}, [ADDR + "10.0.0.2 port 8080"], "ready"),
+    ("port", server("ready"), {"port": 9090}, [ADDR + "10.0.0.1 port 9090"], "ready"),
+    ("address-port", server("ready"), {"address": "10.0.0.2", "port": 9090},
+     [ADDR + "10.0.0.2 port 9090"], "ready"),
+    ("address-same", server("ready"), {"address": "10.0.0.1", "port": 8080}, [], "ready"),
+    ("address-by-hostname", server("ready", fqdn="web1.example"), {"address": "web1.example"}, [], "ready"),
+    ("ipv6-canonical", server("ready", address="fd00::1"), {"address": "fd00:0::1"}, [], "ready"),
+    ("all-at-once", server("maint"), {"state": "drain", "weight": 5, "port": 81},
+     [ADDR + "10.0.0.1 port 81", "set server app/web1 weight 5", GATED.format("drain")], "drain"),
+    # present -> absent
+    ("absent", server("ready"), {"state": "absent"}, [MAINT, DEL], "absent"),
+    ("absent-from-maint", server("maint"), {"state": "absent"}, [DEL], "absent"),
+    ("absent-force-drained", server("ready"), {"state": "absent", "force": True, "drain_timeout": 5},
+     [MAINT, DEL], "absent"),
+    ("absent-at-once", server("ready"), {"state": "absent", "force": True, "drain_timeout": 0},
+     ["set server app/web1 state maint", SHUT, DEL], "absent"),
+    ("absent-at-once-from-maint", server("maint"), {"state": "absent", "force": True, "drain_timeout": 0},
+     [SHUT, DEL], "absent"),
+    ("absent-timeout-0-without-force", server("ready"), {"state": "absent", "drain_timeout": 0},
+     [MAINT, DEL], "absent"),
+    ("absent-already", None, {"state": "absent"}, [], "absent"),
+    ("absent-already-force", None, {"state": "absent", "force": True, "drain_timeout": 0}, [], "absent"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("before", "args", "lines", "state"), [t[1:] for t in TRANSITIONS], ids=[t[0] for t in TRANSITIONS]
+)
+def test_transitions(before: ServerInfo | None, args: dict[str, Any], lines: list[str], state: str) -> None:
+    plan = plan_server_change(before, params(**args))
+    assert plan.lines == lines
+    assert plan.changed == bool(lines)
+    result = plan.result()
+    assert result["commands"] == lines and result["changed"] == bool(lines)
+    assert result["state"] == state
+    assert result["before"] == (before.as_dict() if before else None)
+    assert result["sessions"] == (before.scur if before else 0)
+    assert (result["waited"], result["forced_sessions"], result["state_file_written"]) == (0.0, 0, False)
+    assert (result["server"] is None) == (state == "absent")
+
+
+REMOVALS = [
+    (server("ready"), {"state": "absent"}, "drain"),
+    (server("ready"), {"state": "absent", "force": True}, "drain"),
+    (server("ready"), {"state": "absent", "force": True, "drain_timeout": 0}, "at_once"),
+    (server("ready"), {"state": "absent", "drain_timeout": 0}, "drain"),
+    (None, {"state": "absent", "force": True, "drain_timeout": 0}, "none"),
+    (server("ready"), {"state": "maint"}, "none"),
+]
+
+
+@pytest.mark.parametrize(("before", "args", "removal"), REMOVALS)
+def test_how_the_executor_removes(before: ServerInfo | None, args: dict[str, Any], removal: str) -> None:
+    """drain: maint, wait for sessions (force: shut down what is left), del; at_once: no wait."""
+    assert plan_server_change(before, params(**args)).removal == removal
+
+
+def test_added_server_prediction_and_server_line() -> None:
+    plan = plan_server_change(None, params(**ADD, weight=7, inter="2s"))
+    assert plan.after == {
+        "backend": "app",
+        "name": "web1",
+        "address": "10.0.0.9",
+        "port": 8080,
+        "state": "ready",
+        "weight": 7,
+        "checks_enabled": True,
+    }
+    result = plan.result()
+    assert result["server_line"] == "server web1 10.0.0.9:8080 check inter 2s weight 7"
+    assert plan_server_change(None, params(**ADD)).after["weight"] == 1  # type: ignore[index]
+    # No server line without both address and port.
+    assert "server_line" not in plan_server_change(server(), params(port=8080)).result()
+
+
+def test_diff_before_and_after() -> None:
+    plan = plan_server_change(server("maint"), params(state="ready", weight=4, address="10.0.0.2"))
+    assert plan.result(diff=True)["diff"] == {
+        "before": {"address": "10.0.0.1", "port": 8080, "state": "maint", "weight": 1},
+        "after": {"address": "10.0.0.2", "port": 8080, "state": "ready", "weight": 4},
+        "before_header": "app/web1",
+        "after_header": "app/web1",
+    }
+    assert "diff" not in plan.result()
+    # The server listed by address (not its hostname) shows its fqdn in neither; the predicted
+    # server keeps every other key of the one read.
+    assert set(plan.after or {}) == set(server().as_dict())
+    added = plan_server_change(None, params(**ADD)).diff
+    assert added["before"] == {} and added["after"] == {
+        "address": "10.0.0.9", "port": 8080, "state": "ready", "weight": 1
+    }  # fmt: skip
+    removed = plan_server_change(server(), params(state="absent")).diff
+    assert removed["before"]["state"] == "ready" and removed["after"] == {}
+    unchanged = plan_server_change(server(), params(state="ready")).diff
+    assert unchanged["before"] == unchanged["after"]
+
+
+def test_check_mode_reports_the_plan_and_touches_nothing() -> None:
+    """Check mode returns the plan's result: the predicted state and server, the commands."""
+    before = server("ready")
+    result = plan_server_change(before, params(state="drain")).result(diff=True)
+    assert result["state"] == "drain" and result["server"]["state"] == "drain"
+    assert result["before"]["state"] == "ready"  # what was read is not rewritten
+    assert before.admin == "ready"
+
+
+def test_missing_server_without_address_or_port() -> None:
+    for args in ({}, {"state": "ready"}, {"address": "10.0.0.9"}, {"port": 8080, "state": "maint"}):
+        with pytest.raises(
+            InvalidArgumentError, match="does not exist in backend 'app': give address and port"
+        ):
+            plan_server_change(None, params(**args))
+
+
+BAD_NAMES = [
+    "",
+    "web1;del server app/web2",
+    "web1 state maint",
+    "web1\nset server app/web2 state maint",
+    "app/web2",
+    "w" * 129,
+    "web\x00",
+    "wéb1",
+    "BACKEND",
+    "FRONTEND",
+    None,
+    7,
+]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_bad_server_names(name: object) -> None:
+    with pytest.raises(InvalidArgumentError):
+        validate_server_name(name)
+    for before in (None, server()):
+        with pytest.raises(InvalidArgumentError):
+            plan_server_change(before, params(name=name, **ADD))
+
+
+@pytest.mark.parametrize("backend", ["", "app;show info", "app web", "app/x", None])
+def test_bad_backend_names(backend: object) -> None:
+    with pytest.raises(InvalidArgumentError, match="backend name"):
+        plan_server_change(server(), params(backend=backend))
+
+
+def test_good_names() -> None:
+    assert validate_server_name("web-1_a.b:c") == "web-1_a.b:c"
+    assert plan_server_change(None, params(name="w" * 128, **ADD)).changed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"state": "up"}, "state must be one of"),
+        ({"address": "10.0.0.1;show info"}, "invalid address"),
+        ({"address": "10.0.0.1 port 1"}, "invalid address"),
+        ({"port": 0}, "port must be"),
+        ({"port": 70000}, "port must be"),
+        ({**ADD, "inter": "2s;show info"}, "inter"),
+        ({**ADD, "rise": 0}, "rise"),
+        ({**ADD, "check": False, "inter": "2s"}, "check settings"),
+        ({**ADD, "weight": 257}, "weight"),
+        ({"drain_timeout": -1}, "drain_timeout must be a positive number"),
+        ({"drain_timeout": None}, "drain_timeout must be a positive number"),
+        ({"poll_interval": 0}, "poll_interval must be a positive number"),
+        ({"timeout": 0}, "timeout must be a positive number"),
+    ],
+)
+def test_invalid_parameters(args: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=message):
+        WantedServer.from_params(params(**args))
+
+
+def test_weight_out_of_range_on_an_existing_server() -> None:
+    with pytest.raises(InvalidArgumentError, match="weight"):
+        plan_server_change(server(), params(weight=300))
+
+
+def test_set_addr_takes_ip_addresses_only() -> None:
+    with pytest.raises(InvalidArgumentError, match="IP address"):
+        plan_server_change(server(), params(address="localhost"))
+
+
+def test_times_as_digit_strings_are_milliseconds() -> None:
+    wanted = WantedServer.from_params(params(**ADD, inter="2000", slowstart="0"))
+    assert (wanted.options.inter, wanted.options.slowstart) == (2000, 0)
+
+
+def test_defaults_are_the_modules() -> None:
+    wanted = WantedServer.from_params(params())
+    for key in ("state", "health_gate", "wait", "drain_timeout", "force", "poll_interval"):
+        assert getattr(wanted, key) == SERVER_ARGUMENT_SPEC[key]["default"], key
+    assert wanted.options.check is True and wanted.options.backup is False
+
+
+def test_a_wanted_server_is_planned_like_its_parameters() -> None:
+    wanted = WantedServer.from_params(params(state="maint"))
+    assert plan_server_change(server(), wanted) == plan_server_change(server(), params(state="maint"))
+
+
+HEALTH_GATE = [
+    # before, after, checks, health_gate, gated
+    ("maint", "ready", True, True, True),
+    ("maint", "drain", True, True, True),
+    ("maint", "maint", True, True, False),
+    ("ready", "drain", True, True, False),
+    ("drain", "ready", True, True, False),
+    ("maint", "ready", False, True, False),
+    ("maint", "ready", True, False, False),
+]
+
+
+@pytest.mark.parametrize(("before", "after", "checks", "gate", "gated"), HEALTH_GATE)
+def test_health_gate(before: str, after: str, checks: bool, gate: bool, gated: bool) -> None:
+    assert needs_health_gate(before, after, checks=checks, health_gate=gate) is gated
+    texts = [c.text for c in state_commands("app", "web1", after, health_gate=gated)]
+    assert texts == [
+        f"set server app/web1 state {after}",
+        *(["set server app/web1 health down"] if gated else []),
+    ]
+
+
+def test_invalid_parameters_are_hapool_errors() -> None:
+    """What the module's run_module turns into fail_json."""
+    with pytest.raises(HapoolError):
+        plan_server_change(None, params(name="web1;x"))
