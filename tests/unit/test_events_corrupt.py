@@ -20,8 +20,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ansible.module_utils.hapool.events import (
+from ansible.module_utils.hapool.actions import (
     EVENT_LOG_CORRUPT,
+    REPLACE,
+    REPLACE_FAILED,
+    REPLACE_LAUNCH,
+    SCALE_DRAIN,
+    SCALE_IN,
+    SCALE_OUT,
+    SCALE_RECOMMENDATION,
+)
+from ansible.module_utils.hapool.events import (
     KEY_TYPES,
     MAX_DEPTH,
     MAX_LINE_BYTES,
@@ -39,13 +48,9 @@ from ansible.module_utils.hapool.events import (
     read_events,
     read_events_checked,
 )
-from ansible.module_utils.hapool.healing import REPLACE, REPLACE_FAILED, REPLACE_LAUNCH, plan_heal
+from ansible.module_utils.hapool.healing import plan_heal
 from ansible.module_utils.hapool.providers import Instance
 from ansible.module_utils.hapool.scaling import (
-    EVENT_DRAIN,
-    EVENT_RECOMMENDATION,
-    EVENT_SCALE_IN,
-    EVENT_SCALE_OUT,
     HostObservation,
     ScaleSettings,
     plan_scale,
@@ -233,8 +238,8 @@ SCALARS = (
 )  # fmt: skip
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
     st.text(max_size=3), inner, max_size=3), max_leaves=6)
-ACTIONS = [REPLACE, REPLACE_LAUNCH, REPLACE_FAILED, EVENT_DRAIN, EVENT_RECOMMENDATION, EVENT_SCALE_OUT,
-           EVENT_SCALE_IN, EVENT_LOG_CORRUPT]
+ACTIONS = [REPLACE, REPLACE_LAUNCH, REPLACE_FAILED, SCALE_DRAIN, SCALE_RECOMMENDATION, SCALE_OUT,
+           SCALE_IN, EVENT_LOG_CORRUPT]
 OBJECTS = st.fixed_dictionaries(
     {"action": st.sampled_from(ACTIONS) | VALUES, "pool": st.just("web") | VALUES},
     optional={

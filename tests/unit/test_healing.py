@@ -9,6 +9,15 @@ import pathlib
 from dataclasses import dataclass
 
 import pytest
+from ansible.module_utils.hapool.actions import (
+    BACKOFF_SKIP,
+    CIRCUIT_OPEN,
+    REGISTER,
+    REMOVE_SERVER,
+    REPLACE,
+    REPLACE_FAILED,
+    REPLACE_LAUNCH,
+)
 from ansible.module_utils.hapool.errors import InvalidArgumentError
 from ansible.module_utils.hapool.events import (
     append_event,
@@ -18,15 +27,8 @@ from ansible.module_utils.hapool.events import (
     read_events,
 )
 from ansible.module_utils.hapool.healing import (
-    BACKOFF,
     CAPPED,
-    CIRCUIT,
     KEEP,
-    REGISTER,
-    REMOVE_SERVER,
-    REPLACE,
-    REPLACE_FAILED,
-    REPLACE_LAUNCH,
     WAIT,
     HealSettings,
     backoff_delay,
@@ -151,7 +153,7 @@ def test_circuit_breaker(down: int, total: int, threshold: float, is_open: bool)
     assert plan.circuit_open is is_open
     if is_open:
         assert plan.replace == []
-        tripped = sorted(n for n, a in actions(plan).items() if a == CIRCUIT)
+        tripped = sorted(n for n, a in actions(plan).items() if a == CIRCUIT_OPEN)
         assert tripped == [f"web-{i}" for i in range(down)]
         assert plan.circuit_reason
 
@@ -181,7 +183,7 @@ def test_breaker_still_stops_when_every_live_host_is_down_but_dead_ones_are_repl
     plan = plan_heal(pool(max=6, max_replace_per_run=3), servers, instances, [], NOW)
     assert plan.circuit_open and "all 2 live server(s)" in plan.circuit_reason
     assert plan.replace == ["web-c"]
-    assert actions(plan) == {"web-a": CIRCUIT, "web-b": CIRCUIT, "web-c": REPLACE}
+    assert actions(plan) == {"web-a": CIRCUIT_OPEN, "web-b": CIRCUIT_OPEN, "web-c": REPLACE}
 
 
 def test_dead_hosts_have_their_own_cap() -> None:
@@ -264,7 +266,7 @@ def test_a_replacement_that_dies_at_once_is_backed_off_exponentially() -> None:
     plan = plan_heal(cfg, [Row("web-b", "DOWN"), Row("web-x", "UP")],
                      [inst("web-b", age=20), inst("web-x")], history, NOW)
     d = next(d for d in plan.decisions if d.name == "web-b")
-    assert d.action == BACKOFF and d.not_before == pytest.approx(NOW - 20 + 10 + 60)
+    assert d.action == BACKOFF_SKIP and d.not_before == pytest.approx(NOW - 20 + 10 + 60)
     # Once the backoff is over it is replaced.
     plan = plan_heal(cfg, [Row("web-b", "DOWN"), Row("web-x", "UP")],
                      [inst("web-b", age=71), inst("web-x")], history, NOW)
@@ -274,7 +276,7 @@ def test_a_replacement_that_dies_at_once_is_backed_off_exponentially() -> None:
     assert early_failures("web-c", NOW - 20, now=NOW, history=history, pool="web", flap_window=300) == 2
     plan = plan_heal(cfg, [Row("web-c", "DOWN"), Row("web-x", "UP")],
                      [inst("web-c", age=100), inst("web-x")], history, NOW)
-    assert actions(plan)["web-c"] == BACKOFF
+    assert actions(plan)["web-c"] == BACKOFF_SKIP
     plan = plan_heal(cfg, [Row("web-c", "DOWN"), Row("web-x", "UP")],
                      [inst("web-c", age=131), inst("web-x")], history, NOW)
     assert plan.replace == ["web-c"]
@@ -297,7 +299,7 @@ def test_a_replace_launch_event_links_a_replacement_whose_run_failed_later() -> 
     plan = plan_heal(cfg, [Row("web-x", "UP")], [inst("web-b", age=30, state="exited"), inst("web-x")],
                      history, NOW)
     d = next(d for d in plan.decisions if d.name == "web-b")
-    assert d.action == BACKOFF and d.not_before == pytest.approx(NOW - 30 + 10 + 60), d
+    assert d.action == BACKOFF_SKIP and d.not_before == pytest.approx(NOW - 30 + 10 + 60), d
     assert "1 replacement(s) in a row failed within 300 s of launch" in d.reason
 
 
@@ -338,7 +340,7 @@ def test_failed_attempts_to_replace_a_host_back_off_exponentially() -> None:
     history = [failed(NOW - 59)]
     assert failed_attempts("web-a", history=history, pool="web") == (1, NOW - 59)
     d = next(d for d in plan_heal(cfg, rows, hosts, history, NOW).decisions if d.name == "web-a")
-    assert d.action == BACKOFF and d.not_before == pytest.approx(NOW + 1), d
+    assert d.action == BACKOFF_SKIP and d.not_before == pytest.approx(NOW + 1), d
     assert "1 attempt(s) to replace it failed" in d.reason
     assert plan_heal(cfg, rows, hosts, [failed(NOW - 61)], NOW).replace == ["web-a"]
     # Two failures: 120 s after the last; three: 240 s; other hosts' and pools' failures do not count.
@@ -346,10 +348,10 @@ def test_failed_attempts_to_replace_a_host_back_off_exponentially() -> None:
                {**failed(NOW - 10), "pool": "api"}]
     assert failed_attempts("web-a", history=history, pool="web") == (2, NOW - 100)
     d = next(d for d in plan_heal(cfg, rows, hosts, history, NOW).decisions if d.name == "web-a")
-    assert d.action == BACKOFF and d.not_before == pytest.approx(NOW + 20)
+    assert d.action == BACKOFF_SKIP and d.not_before == pytest.approx(NOW + 20)
     history.append(failed(NOW - 200))
     d = next(d for d in plan_heal(cfg, rows, hosts, history, NOW).decisions if d.name == "web-a")
-    assert d.action == BACKOFF and d.not_before == pytest.approx(NOW - 100 + 240)
+    assert d.action == BACKOFF_SKIP and d.not_before == pytest.approx(NOW - 100 + 240)
 
 
 def test_early_failures_and_failed_attempts_add_up() -> None:
@@ -360,7 +362,7 @@ def test_early_failures_and_failed_attempts_add_up() -> None:
     plan = plan_heal(cfg, [Row("web-x", "UP")], [inst("web-b", age=200, state="exited"), inst("web-x")],
                      history, NOW)
     d = next(d for d in plan.decisions if d.name == "web-b")
-    assert d.action == BACKOFF and d.not_before == pytest.approx(NOW - 100 + 120), d
+    assert d.action == BACKOFF_SKIP and d.not_before == pytest.approx(NOW - 100 + 120), d
 
 
 def test_backoff_delay_is_capped() -> None:

@@ -17,17 +17,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from ansible.module_utils.hapool.healing import (
-    CLEAN,
-    REGISTER,
-    REPLACE,
-    REPLACE_LAUNCH,
-    name_new_replacements,
-    plan_heal,
-    superseded,
-)
+from ansible.module_utils.hapool.actions import CLEAN, REGISTER, REPLACE, REPLACE_LAUNCH, SCALE_DRAIN
+from ansible.module_utils.hapool.healing import name_new_replacements, plan_heal, superseded
 from ansible.module_utils.hapool.providers import Instance
-from ansible.module_utils.hapool.scaling import EVENT_DRAIN, ScaleSettings, observe, plan_scale
+from ansible.module_utils.hapool.scaling import ScaleSettings, observe, plan_scale
 from ansible.module_utils.hapool.sizing import leaving_hosts, plan_site
 from ansible.module_utils.hapool.stats import normalize_status
 from hypothesis import given, settings
@@ -164,7 +157,7 @@ class World:
                           self.history, now=self.now, file_values={"file": wanted},
                           superseded=superseded(instances, self.history, "web", leaving=leaving))
         for name in plan.remove:
-            self.history.append({"time": self.now, "pool": "web", "action": EVENT_DRAIN, "instance": name})
+            self.history.append({"time": self.now, "pool": "web", "action": SCALE_DRAIN, "instance": name})
             self.destroy(name)
         for _ in range(plan.launch):
             self.register(self.launch())

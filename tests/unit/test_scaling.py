@@ -6,12 +6,9 @@ import json
 from typing import Any
 
 import pytest
+from ansible.module_utils.hapool.actions import SCALE_DRAIN, SCALE_IN, SCALE_OUT, SCALE_RECOMMENDATION
 from ansible.module_utils.hapool.errors import InvalidArgumentError
 from ansible.module_utils.hapool.scaling import (
-    EVENT_DRAIN,
-    EVENT_RECOMMENDATION,
-    EVENT_SCALE_IN,
-    EVENT_SCALE_OUT,
     HostObservation,
     MetricFileError,
     ScaleSettings,
@@ -59,7 +56,7 @@ def rec_event(when: float, value: int) -> dict[str, Any]:
     return {
         "time": when,
         "pool": "web",
-        "action": EVENT_RECOMMENDATION,
+        "action": SCALE_RECOMMENDATION,
         "instance": None,
         "recommendation": value,
     }
@@ -236,13 +233,13 @@ def test_bounds() -> None:
     assert (high.desired, high.capped_by) == (4, ("max",))
     # Below min: back to min at once, cooldown or not.
     low = plan_scale(
-        "web", make_settings(TARGET_RATE, min=3), hosts(0), [event(NOW - 1, EVENT_SCALE_OUT)], now=NOW
+        "web", make_settings(TARGET_RATE, min=3), hosts(0), [event(NOW - 1, SCALE_OUT)], now=NOW
     )
     assert (low.desired, low.launch) == (3, 2) and "min" in low.capped_by
 
 
 def test_scale_out_cooldown() -> None:
-    history = [event(NOW - 30, EVENT_SCALE_OUT)]
+    history = [event(NOW - 30, SCALE_OUT)]
     plan = plan_scale(
         "web", make_settings(TARGET_RATE, scale_out_cooldown=60), hosts(30, 30), history, now=NOW
     )
@@ -281,11 +278,11 @@ def test_stabilization_uses_the_highest_recommendation_in_the_window() -> None:
 
 def test_scale_in_cooldown_counts_any_scaling() -> None:
     s = make_settings(TARGET_RATE, scale_in_stabilization=0, scale_in_cooldown=120)
-    for action in (EVENT_SCALE_OUT, EVENT_SCALE_IN):
+    for action in (SCALE_OUT, SCALE_IN):
         plan = plan_scale("web", s, hosts(1, 1, 1), [event(NOW - 60, action)], now=NOW)
         assert (plan.action, plan.capped_by) == ("none", ("scale_in_cooldown",))
     assert (
-        plan_scale("web", s, hosts(1, 1, 1), [event(NOW - 121, EVENT_SCALE_IN)], now=NOW).action == "scale_in"
+        plan_scale("web", s, hosts(1, 1, 1), [event(NOW - 121, SCALE_IN)], now=NOW).action == "scale_in"
     )
 
 
@@ -321,7 +318,7 @@ def test_failed_hosts_go_first_and_protected_or_standby_hosts_never() -> None:
 def test_warming_hosts_do_not_count_in_averages() -> None:
     s = make_settings(TARGET_RATE, warmup=60)
     group = [*hosts(30, 30), *[HostObservation("web-new", NOW - 5, status="UP", request_rate=0.0)]]
-    plan = plan_scale("web", s, group, [event(NOW - 999, EVENT_SCALE_OUT)], now=NOW)
+    plan = plan_scale("web", s, group, [event(NOW - 999, SCALE_OUT)], now=NOW)
     assert (plan.warm, plan.serving) == (2, 3)
     assert plan.recommendations[0].value == 30  # not 20: the new host's 0 is left out
     assert plan.recommendation == 9  # 3 serving x 30/10
@@ -346,7 +343,7 @@ def test_an_interrupted_scale_in_is_finished() -> None:
     s = make_settings(TARGET_RATE)
     group = hosts(10, 10, 10)
     group[0] = HostObservation("web-00", group[0].created, status="DRAIN")
-    plan = plan_scale("web", s, group, [event(NOW - 20, EVENT_DRAIN, "web-00")], now=NOW)
+    plan = plan_scale("web", s, group, [event(NOW - 20, SCALE_DRAIN, "web-00")], now=NOW)
     assert plan.leaving == ("web-00",) and plan.remove == ["web-00"] and plan.current == 2
     assert plan.changes and plan.drain == ()
 
@@ -437,9 +434,9 @@ def situations(
     )
     history: list[dict[str, Any]] = []
     for _ in range(draw(st.integers(0, 6))):
-        action = draw(st.sampled_from([EVENT_SCALE_OUT, EVENT_SCALE_IN, EVENT_RECOMMENDATION, EVENT_DRAIN]))
+        action = draw(st.sampled_from([SCALE_OUT, SCALE_IN, SCALE_RECOMMENDATION, SCALE_DRAIN]))
         ev = event(NOW - draw(st.floats(0, 900)), action, draw(st.sampled_from(names)) if names else None)
-        if action == EVENT_RECOMMENDATION:
+        if action == SCALE_RECOMMENDATION:
             ev["recommendation"] = draw(st.integers(0, 15))
         history.append(ev)
     files = {"file:/d": draw(st.none() | st.integers(0, 20))}
@@ -452,8 +449,8 @@ def test_recommendations_logged_at_the_same_time_count_in_one_order_whatever_the
     test below: the plan used to depend on the order of the history)."""
     s = make_settings(TARGET_RATE, min=1, max=5, desired=2, scale_in_stabilization=60)
     same_time = [
-        {**event(NOW - 120, EVENT_RECOMMENDATION), "recommendation": 4},
-        {**event(NOW - 120, EVENT_RECOMMENDATION), "recommendation": 1},
+        {**event(NOW - 120, SCALE_RECOMMENDATION), "recommendation": 4},
+        {**event(NOW - 120, SCALE_RECOMMENDATION), "recommendation": 1},
     ]
     plans = [plan_scale("web", s, hosts(10, 10, 10, 10), history, now=NOW)
              for history in (same_time, same_time[::-1])]
@@ -488,8 +485,8 @@ def test_properties(
     if plan.current > s.max_size:
         assert s.min_size <= plan.desired <= s.max_size or "protection" in plan.capped_by
     # Cooldowns.
-    outs = [float(e["time"]) for e in history if e["action"] == EVENT_SCALE_OUT]
-    scalings = [float(e["time"]) for e in history if e["action"] in (EVENT_SCALE_OUT, EVENT_SCALE_IN)]
+    outs = [float(e["time"]) for e in history if e["action"] == SCALE_OUT]
+    scalings = [float(e["time"]) for e in history if e["action"] in (SCALE_OUT, SCALE_IN)]
     if plan.launch and plan.current >= s.min_size and outs:
         assert NOW - max(outs) >= s.scale_out_cooldown
     if plan.drain and plan.current <= s.max_size:
@@ -501,7 +498,7 @@ def test_properties(
             recs = sorted(
                 (float(e["time"]), e["recommendation"])
                 for e in history
-                if e["action"] == EVENT_RECOMMENDATION
+                if e["action"] == SCALE_RECOMMENDATION
             )
             start = NOW - s.scale_in_stabilization
             assert any(t <= start for t, _ in recs)

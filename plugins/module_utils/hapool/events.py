@@ -20,6 +20,8 @@ torn line never takes the next event with it.
 Queries (``hapool_event_info``, ``scripts/events.py``): :func:`read_events` /
 :func:`filter_events` by pool, time range, actions, instance and a limit; :func:`parse_time`
 reads time arguments (epoch, ``10m``, ISO-8601); :func:`format_events` renders a table.
+
+The actions hapool writes are catalogued in ``actions.py``.
 """
 
 from __future__ import annotations
@@ -35,15 +37,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .actions import EVENT_LOG_CORRUPT  # re-exported: heal_plan and the e2e tests import it from here
 from .errors import HapoolError
 
 Event = dict[str, Any]
 
 REQUIRED_KEYS = ("time", "pool", "action", "instance", "reason", "duration")
-
-#: The event a reader logs when lines of the log were skipped (``skipped``: how many; ``lines``:
-#: their numbers, as ranges like ``3-5,9``).
-EVENT_LOG_CORRUPT = "event_log_corrupt"
 
 #: Lines longer than this are skipped unread (an event is well under a kilobyte).
 MAX_LINE_BYTES = 1 << 20

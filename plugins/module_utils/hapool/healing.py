@@ -50,30 +50,34 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from .actions import (
+    BACKOFF_SKIP,
+    CIRCUIT_OPEN,
+    CLEAN,
+    REGISTER,
+    REMOVE_SERVER,
+    REPLACE,
+    REPLACE_FAILED,
+    REPLACE_LAUNCH,
+)
 from .errors import InvalidArgumentError
 from .providers import new_instance_name
 from .settings import number_setting as _number
 from .settings import whole_setting
+from .stats import FAILED_STATUSES
 
-#: Status classes (``StatRow.status_class``) the healer treats as failed.
-FAILED_STATUSES = frozenset({"DOWN"})
-
-REPLACE = "replace"
-#: Events the healer writes: a replacement about to be launched (its name, picked by the plan,
-#: logged before the launch: the link survives a run that fails or is killed later) and a failed
-#: attempt.
-REPLACE_LAUNCH = "replace_launch"
-REPLACE_FAILED = "replace_failed"
-#: The events :func:`plan_heal` reads as history.
+#: Old name of :data:`actions.BACKOFF_SKIP` (library/heal_plan.py imports it).
+BACKOFF = BACKOFF_SKIP
+#: The events :func:`plan_heal` reads as history: a replacement about to be launched (its name,
+#: picked by the plan, logged before the launch: the link survives a run that fails or is killed
+#: later), a replacement done, and a failed attempt.
 HISTORY_ACTIONS = (REPLACE, REPLACE_LAUNCH, REPLACE_FAILED)
-REGISTER = "register"
-REMOVE_SERVER = "remove_server"
-CLEAN = "clean"
+#: Decisions of a plan that are no event: a host in its grace period, a host left alone, and a
+#: replacement held back by a per-run cap. The other decisions (replace, register,
+#: remove_server, clean, backoff_skip, circuit_open) are logged under the same name.
 WAIT = "wait"
 KEEP = "keep"
-BACKOFF = "backoff_skip"
 CAPPED = "over_limit"
-CIRCUIT = "circuit_open"
 
 
 class ServerLike(Protocol):
@@ -230,7 +234,7 @@ class HealPlan:
             "register": self.register,
             "remove_servers": self.remove_servers,
             "clean": self.clean,
-            "backoff": self.names(BACKOFF),
+            "backoff": self.names(BACKOFF_SKIP),
             "circuit_open": self.circuit_open,
             "circuit_reason": self.circuit_reason,
             "servers_total": self.servers_total,
@@ -496,7 +500,7 @@ def _backoff(  # noqa: PLR0917 - internal
     if attempts:
         why.append(f"{attempts} attempt(s) to replace it failed")
     reason = f"{decision.reason}; {' and '.join(why)}: backed off for {not_before - now:.0f} s more"
-    return replace(decision, action=BACKOFF, reason=reason, not_before=not_before)
+    return replace(decision, action=BACKOFF_SKIP, reason=reason, not_before=not_before)
 
 
 def _guard(  # noqa: PLR0917 - internal
@@ -522,7 +526,7 @@ def _guard(  # noqa: PLR0917 - internal
     for _, candidate in sorted(candidates, key=lambda item: (not item[1].adopt, -item[0], item[1].name)):
         decision = candidate
         if circuit_reason and not decision.dead and not decision.adopt:
-            out.append(replace(decision, action=CIRCUIT, reason=f"not replaced: {circuit_reason}"))
+            out.append(replace(decision, action=CIRCUIT_OPEN, reason=f"not replaced: {circuit_reason}"))
             continue
         if not decision.adopt:
             backed_off = _backoff(decision, by_instance[decision.name], settings, history, pool, now)
@@ -552,10 +556,10 @@ def _guard(  # noqa: PLR0917 - internal
 
 __all__ = [
     "BACKOFF",
+    "BACKOFF_SKIP",
     "CAPPED",
-    "CIRCUIT",
+    "CIRCUIT_OPEN",
     "CLEAN",
-    "FAILED_STATUSES",
     "HISTORY_ACTIONS",
     "KEEP",
     "REGISTER",

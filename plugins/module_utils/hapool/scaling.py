@@ -42,39 +42,26 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .actions import SCALE_DRAIN, SCALE_IN, SCALE_LAUNCH, SCALE_OUT, SCALE_RECOMMENDATION, SCALE_REMOVE
 from .errors import HapoolError, InvalidArgumentError
 from .settings import number_setting as _number
 from .settings import whole_setting as _whole
-from .sizing import EVENT_DRAIN, leaving_hosts
+from .sizing import leaving_hosts
+from .stats import FAILED_STATUSES, SERVING_STATUSES, STANDBY_STATUSES
 
-# --- event actions the scaler writes and reads ---------------------------------------------------
-
-EVENT_SCALE_OUT = "scale_out"
-EVENT_SCALE_IN = "scale_in"
-EVENT_RECOMMENDATION = "scale_recommendation"
-EVENT_LAUNCH = "scale_launch"
-EVENT_REMOVE = "scale_remove"
-SCALE_EVENTS = (
-    EVENT_SCALE_OUT,
-    EVENT_SCALE_IN,
-    EVENT_RECOMMENDATION,
-    EVENT_LAUNCH,
-    EVENT_DRAIN,
-    EVENT_REMOVE,
-)
+#: The events the scaler reads back (cooldowns, stabilization, hosts leaving).
+SCALE_EVENTS = (SCALE_OUT, SCALE_IN, SCALE_RECOMMENDATION, SCALE_LAUNCH, SCALE_DRAIN, SCALE_REMOVE)
 
 POLICY_KINDS = ("file", "target", "step")
 METRICS = ("sessions", "request_rate", "cpu")
 TERMINATION_ORDERS = ("oldest_first", "newest_first")
 
-OUT = "scale_out"
-IN = "scale_in"
+#: A plan's ``action``: scale_out, scale_in (the names of their events), or none. ``OUT`` and
+#: ``IN`` are short names of the catalogue's (library/scale_plan.py imports them).
+OUT = SCALE_OUT
+IN = SCALE_IN
 NONE = "none"
 
-#: Status classes of a server that takes traffic.
-SERVING_STATUSES = frozenset({"UP", "NOLB", "NO CHECK"})
-#: Status classes an operator (or the scaler) sets: such hosts are standing by.
-STANDBY_STATUSES = frozenset({"DRAIN", "MAINT"})
 
 
 class MetricFileError(HapoolError):
@@ -319,7 +306,7 @@ class HostObservation:
 
     @property
     def failed(self) -> bool:
-        return not self.alive or self.status == "DOWN"
+        return not self.alive or self.status in FAILED_STATUSES
 
     def metric(self, name: str) -> float | None:
         value: float | None = getattr(self, name)
@@ -508,7 +495,7 @@ def _recommendations(history: Sequence[Mapping[str, Any]]) -> list[tuple[float, 
     return sorted(
         (float(e.get("time") or 0), value)
         for e in history
-        if e.get("action") == EVENT_RECOMMENDATION and (value := _recorded_value(e)) is not None
+        if e.get("action") == SCALE_RECOMMENDATION and (value := _recorded_value(e)) is not None
     )
 
 
@@ -601,7 +588,7 @@ def plan_scale(  # noqa: PLR0912, PLR0915 - one readable pass over the rules, in
 
     if target > current:
         if current >= settings.min_size:
-            last_out = _last_time(history, (EVENT_SCALE_OUT,))
+            last_out = _last_time(history, (SCALE_OUT,))
             if last_out is not None and now - last_out < settings.scale_out_cooldown:
                 wait = settings.scale_out_cooldown - (now - last_out)
                 reasons.append(
@@ -614,7 +601,7 @@ def plan_scale(  # noqa: PLR0912, PLR0915 - one readable pass over the rules, in
                 capped.append("max_step_out")
                 target = current + settings.max_step_out
     elif target < current <= settings.max_size:
-        last_any = _last_time(history, (EVENT_SCALE_OUT, EVENT_SCALE_IN))
+        last_any = _last_time(history, (SCALE_OUT, SCALE_IN))
         if last_any is not None and now - last_any < settings.scale_in_cooldown:
             wait = settings.scale_in_cooldown - (now - last_any)
             reasons.append(f"scale-in cooldown: last scaling {now - last_any:.0f} s ago, {wait:.0f} s left")
@@ -674,13 +661,10 @@ def plan_scale(  # noqa: PLR0912, PLR0915 - one readable pass over the rules, in
 
 
 __all__ = [
-    "EVENT_DRAIN",
-    "EVENT_LAUNCH",
-    "EVENT_RECOMMENDATION",
-    "EVENT_REMOVE",
-    "EVENT_SCALE_IN",
-    "EVENT_SCALE_OUT",
+    "IN",
     "METRICS",
+    "NONE",
+    "OUT",
     "POLICY_KINDS",
     "SCALE_EVENTS",
     "HostObservation",

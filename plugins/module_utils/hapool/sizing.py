@@ -17,10 +17,11 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .actions import SCALE_DRAIN
 from .errors import InvalidArgumentError
 
-#: The event a scale-in writes before it drains a host (scaling.EVENT_DRAIN).
-EVENT_DRAIN = "scale_drain"
+#: Old name of :data:`actions.SCALE_DRAIN` (library/heal_plan.py and site_plan.py import it).
+EVENT_DRAIN = SCALE_DRAIN
 
 
 class InstanceLike(Protocol):
@@ -33,7 +34,7 @@ class InstanceLike(Protocol):
 
 def leaving_hosts(history: Sequence[Mapping[str, Any]]) -> set[str]:
     """The hosts a scale-in began to remove (their ``scale_drain`` events)."""
-    return {str(e.get("instance")) for e in history if e.get("action") == EVENT_DRAIN}
+    return {str(e.get("instance")) for e in history if e.get("action") == SCALE_DRAIN}
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,18 @@ from .errors import ParseError
 
 __all__ = [
     "AVAILABLE_STATUSES",
+    "DOWN",
+    "DRAIN",
     "DRAIN_MASK",
+    "FAILED_STATUSES",
+    "MAINT",
     "MAINT_MASK",
+    "NOLB",
+    "NO_CHECK",
+    "SERVING_STATUSES",
+    "STANDBY_STATUSES",
+    "UNKNOWN",
+    "UP",
     "AdminState",
     "AdminStateName",
     "BackendSummary",
@@ -78,8 +88,28 @@ class AdminState(enum.IntFlag):
 MAINT_MASK = AdminState.FMAINT | AdminState.IMAINT | AdminState.CMAINT | AdminState.RMAINT
 DRAIN_MASK = AdminState.FDRAIN | AdminState.IDRAIN
 
-# Normalised statuses of servers that take new sessions.
-AVAILABLE_STATUSES = frozenset({"UP", "NO CHECK"})
+# --- status classes ---------------------------------------------------------------------------
+# :func:`normalize_status` maps a ``show stat`` status to its class (``StatRow.status_class``):
+# ``"UP 1/3"`` (going down) is UP, ``"DOWN 1/2"`` (going up) is DOWN, ``"MAINT (via x/y)"`` is
+# MAINT. The sets below are the only place the healer, the scaler and the stats module name them.
+UP = "UP"
+DOWN = "DOWN"
+NOLB = "NOLB"  # UP, but ``http-check disable-on-404`` holds it out of load balancing
+DRAIN = "DRAIN"
+MAINT = "MAINT"
+NO_CHECK = "NO CHECK"
+UNKNOWN = "UNKNOWN"  # an empty status
+
+#: Servers that take new load-balanced sessions (``StatRow.available``; not NOLB).
+AVAILABLE_STATUSES = frozenset({UP, NO_CHECK})
+#: Servers that take traffic: the available ones and NOLB (no new load-balanced sessions, but
+#: persistent ones); the scaler counts their hosts as serving capacity.
+SERVING_STATUSES = frozenset({UP, NOLB, NO_CHECK})
+#: Servers an operator (or the scaler) set aside: standing by, never picked by a scale-in.
+STANDBY_STATUSES = frozenset({DRAIN, MAINT})
+#: Servers the checks hold DOWN: the healer replaces their hosts after the grace period, the
+#: breaker counts them, a scale-in drains them first (MAINT, DRAIN and NOLB are not failures).
+FAILED_STATUSES = frozenset({DOWN})
 
 # Check state bits (``srv_check_state``), from HAProxy's check-t.h.
 _CHK_ST_CONFIGURED = 0x02
@@ -91,9 +121,9 @@ def normalize_status(status: str) -> str:
     ``MAINT``, ``"no check"`` → ``NO CHECK``. Empty → ``UNKNOWN``."""
     text = status.strip()
     if not text:
-        return "UNKNOWN"
+        return UNKNOWN
     if text.lower() == "no check":
-        return "NO CHECK"
+        return NO_CHECK
     return text.split()[0].upper()
 
 
