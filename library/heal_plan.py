@@ -213,6 +213,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.hapool.actions import CIRCUIT_OPEN
 from ansible.module_utils.hapool.events import (
     EVENT_LOG_CORRUPT,
     append_events,
@@ -280,7 +281,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             make_event(
                 time=now,
                 pool=pool,
-                action="circuit_open",
+                action=CIRCUIT_OPEN,
                 reason=plan.circuit_reason,
                 servers_total=plan.servers_total,
                 servers_down=plan.servers_down,
