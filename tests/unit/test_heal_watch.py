@@ -75,6 +75,91 @@ def test_show_stat_over_a_unix_socket(tmp_path: pathlib.Path) -> None:
         server.close()
 
 
+# ------------------------------------------------------------------------------ re-run rule
+
+
+@pytest.mark.parametrize(
+    ("during_run", "runs"),
+    [
+        ([], 1),  # nothing seen during the run: no second run
+        ([("web-b", "UP 1/2")], 2),  # one transition during the run: one more run after it
+        ([("web-b", "UP 1/2"), ("web-b", "DOWN"), ("web-c", "DOWN")], 2),  # several: still one
+    ],
+)
+def test_a_transition_during_a_run_triggers_exactly_one_more_run_after_it(
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+    during_run: list[tuple[str, str]],
+    runs: int,
+) -> None:
+    """The heal tick is a real process (a shell script that logs its start and end and waits for
+    the test to release it); only the stats source is a stand-in: show_stat returns the table the
+    test sets, so each poll sees exactly the transitions chosen here."""
+    table = {("web", "web-a"): "UP", ("web", "web-b"): "UP", ("web", "web-c"): "UP"}
+    monkeypatch.setattr(heal_watch, "show_stat", lambda _path, _timeout: dict(table))
+    runs_log = tmp_path / "runs"
+    tick = _script(
+        tmp_path,
+        "tick.sh",
+        f"""n=$(($(grep -c start {runs_log} 2>/dev/null || true) + 1))
+echo "start $n" >> {runs_log}
+while [ ! -e {tmp_path}/release-$n ]; do sleep 0.02; done
+echo "end $n" >> {runs_log}
+""",
+    )
+    args = argparse.Namespace(
+        socket=str(tmp_path / "unused.sock"), timeout=1.0, ensure=None, ensure_interval=1.0, events=None,
+        instance="lb1", by="watcher", command=[str(tick)],
+    )  # fmt: skip
+    watcher = heal_watch.Watcher(args, io.StringIO())
+
+    def lines() -> list[str]:
+        return runs_log.read_text().splitlines() if runs_log.exists() else []
+
+    def wait_for(line: str) -> None:
+        deadline = time.monotonic() + 10
+        while line not in lines():
+            assert time.monotonic() < deadline, f"{line!r} never logged: {lines()}"
+            time.sleep(0.02)
+
+    def finish(n: int) -> None:
+        (tmp_path / f"release-{n}").touch()
+        watcher.running.wait(10)
+        wait_for(f"end {n}")
+
+    try:
+        watcher.poll()
+        assert watcher.running is None  # all UP: nothing to do
+        table["web", "web-a"] = "DOWN"
+        watcher.poll()
+        wait_for("start 1")
+        for name, status in during_run:  # each seen by a poll while run 1 is still going
+            table["web", name] = status
+            watcher.poll()
+        for _ in range(3):
+            watcher.poll()
+        assert lines() == ["start 1"]  # a run in progress is never doubled
+        finish(1)
+        for _ in range(3):  # the first poll after run 1 ended starts the one more run, if any
+            watcher.poll()
+        if runs == 2:
+            wait_for("start 2")
+            for _ in range(3):  # nothing new seen during run 2
+                watcher.poll()
+            finish(2)
+            for _ in range(3):
+                watcher.poll()
+        time.sleep(0.2)
+        assert watcher.running is None
+        expected = ["start 1", "end 1", "start 2", "end 2"][: 2 * runs]
+        assert lines() == expected  # the one more run started after the first ended, and no third
+    finally:
+        for n in (1, 2, 3):
+            (tmp_path / f"release-{n}").touch()
+        if watcher.running is not None:
+            watcher.running.wait(30)
+
+
 # ------------------------------------------------------------------------------ events
 
 
