@@ -25,17 +25,17 @@ from ansible.module_utils.hapool.providers import (
     get_provider,
     sample_cpu_percent,
 )
-from ansible.module_utils.hapool.providers import docker as docker_mod
-from ansible.module_utils.hapool.providers.docker import (
-    DockerProvider,
+from ansible.module_utils.hapool.providers import containers as containers_mod
+from ansible.module_utils.hapool.providers.containers import (
     cgroup_cpu_seconds,
     containers_cpu_seconds,
     engine_cpu_seconds,
     parse_cgroup_v2_usage,
     stats_cpu_seconds,
 )
-from ansible.module_utils.hapool.providers.local import (
-    LocalProvider,
+from ansible.module_utils.hapool.providers.docker import DockerProvider
+from ansible.module_utils.hapool.providers.local import LocalProvider
+from ansible.module_utils.hapool.providers.procfs import (
     ProcStat,
     parse_proc_stat,
     proc_table,
@@ -467,7 +467,7 @@ class FakeContainer:
 def test_docker_provider_maps_running_containers_by_name(tmp_path, monkeypatch):
     cgroups = tmp_path / "cgroup"
     write(cgroups / f"docker/{CID}/cpu.stat", V2_STAT)
-    monkeypatch.setattr(docker_mod, "CGROUP_ROOT", str(cgroups))
+    monkeypatch.setattr(containers_mod, "CGROUP_ROOT", str(cgroups))
     provider = DockerProvider(tmp_path / "state")
     listed = [
         FakeContainer("web-00000a", CID, "running"),
@@ -515,7 +515,7 @@ def test_vagrant_vm_backends_are_not_supported_yet_and_run_nothing(tmp_path, mon
 def test_vagrant_docker_backend_reads_the_container_vagrant_made(tmp_path, monkeypatch):
     cgroups = tmp_path / "cgroup"
     write(cgroups / f"cpuacct/docker/{CID}/cpuacct.usage", "3000000000")
-    monkeypatch.setattr(docker_mod, "CGROUP_ROOT", str(cgroups))
+    monkeypatch.setattr(containers_mod, "CGROUP_ROOT", str(cgroups))
     provider = vagrant(tmp_path)
     machines = {
         "web-00000a": {"pool": "web", "created": 1.0, "backend": "docker"},
@@ -542,7 +542,7 @@ def test_vagrant_docker_backend_reads_the_container_vagrant_made(tmp_path, monke
 
 
 def test_vagrant_without_the_docker_sdk_cannot_fall_back_to_engine_stats(tmp_path, monkeypatch):
-    monkeypatch.setattr(docker_mod, "CGROUP_ROOT", str(tmp_path / "no-cgroups"))
+    monkeypatch.setattr(containers_mod, "CGROUP_ROOT", str(tmp_path / "no-cgroups"))
     monkeypatch.setitem(sys.modules, "docker", None)
     provider = vagrant(tmp_path)
     provider._update_state(lambda m: m.update({"web-00000a": {"pool": "web", "created": 1.0}}))

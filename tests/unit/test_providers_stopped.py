@@ -8,15 +8,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.hapool.providers.docker import main_process_stopped
-from ansible.module_utils.hapool.providers.local import pid_stopped
+from ansible.module_utils.hapool.providers.containers import main_process_stopped
+from ansible.module_utils.hapool.providers.procfs import pid_stopped
 
 CONTAINER = "3f9a2c" * 10 + "abcd"
 
 
 def fake_proc(root: Path, pid: int, state: str, cgroup: str = "") -> str:
     (root / str(pid)).mkdir(parents=True)
-    (root / str(pid) / "stat").write_text(f"{pid} (nginx: master (x)) {state} 1 {pid} {pid} 0 -1 4194560\n")
+    # A whole line, as the kernel writes it (proc(5)): state, ppid, ..., utime, stime, cutime, cstime, ...
+    (root / str(pid) / "stat").write_text(
+        f"{pid} (nginx: master (x)) {state} 1 {pid} {pid} 0 -1 4194560 120 0 0 0 3 2 0 0 20 0 1 0 900 "
+        "11202560 380 18446744073709551615 1 1 0 0 0 0 0 4096 134234626 0 0 0 17 1 0 0 0 0 0\n"
+    )
     (root / str(pid) / "cgroup").write_text(cgroup)
     return str(root)
 

@@ -78,3 +78,38 @@ class DrainTimeoutError(RuntimeApiError):
             f"{backend}/{server} still has {sessions} current session(s) and {queued} queued "
             f"request(s) after {timeout:g} s"
         )
+
+
+# --- providers (plugins/module_utils/hapool/providers) ----------------------------------------
+
+
+class ProviderError(HapoolError):
+    """A provider could not do what was asked (the message says what and what to do)."""
+
+
+class ProviderUnavailableError(ProviderError):
+    """The provider cannot work at all here: engine down, binary or Python SDK missing."""
+
+
+class ImageNotFoundError(ProviderError):
+    """The image of a pool is not on the engine (hapool never pulls: build it locally)."""
+
+
+class InstanceNotFoundError(ProviderError):
+    """No instance of that name in the pool."""
+
+
+class InvalidNameError(ProviderError, ValueError):
+    """A pool or instance name is not safe for every provider (files, containers, Ruby)."""
+
+
+class NameReusedError(ProviderError):
+    """An instance name was used before in the pool; names are never reused."""
+
+
+class OrphanError(ProviderError):
+    """A launch failed *and* its clean-up failed: something is left; the message names it."""
+
+    def __init__(self, message: str, orphan: str) -> None:
+        self.orphan = orphan
+        super().__init__(message)

@@ -19,7 +19,8 @@ through ``nginx_web_prefix`` and reloads it; it must keep ``pid logs/nginx.pid``
 CPU usage (:meth:`LocalProvider.cpu_seconds`): the user + system time of the nginx master and
 all its descendants (the workers), plus the time of the children the master has already
 reaped (``cutime`` + ``cstime``: workers replaced by a reload), so the counter does not go
-backwards on a reload; read from ``/proc/<pid>/stat`` in clock ticks (``SC_CLK_TCK``).
+backwards on a reload; read from ``/proc/<pid>/stat`` in clock ticks (``SC_CLK_TCK``) by
+:mod:`.procfs`, like every other process fact this provider uses (liveness, stopped, children).
 
 Addresses: every instance listens on an address of ``bind_network`` (a loopback CIDR; default
 ``127.0.0.1/32``) and ``port`` (default 0: a free port the kernel picks for each instance).
@@ -43,28 +44,25 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
-from . import (
+from ..errors import OrphanError, ProviderError, ProviderUnavailableError
+from .base import (
     BROKEN,
     DESTROYED,
     RUNNING,
     STOPPED,
     Instance,
     LaunchSpec,
-    NameLedger,
-    OrphanError,
     Provider,
-    ProviderError,
-    ProviderUnavailableError,
-    file_lock,
     instance_name,
-    read_json,
     sort_instances,
-    validate_pool,
-    write_json_atomic,
 )
+from .names import NameLedger, validate_pool
+from .net import wait_tcp
+from .procfs import children, pid_alive, pid_stopped, pids_holding, proc_table, read_pid, tree_cpu_ticks
+from .state import file_lock, read_json, write_json_atomic
 
 START_ATTEMPTS = 5
 
@@ -126,161 +124,7 @@ def render_index(*, name: str, pool: str, address: str, port: int) -> str:
     return INDEX_HTML.format(name=name, pool=pool, address=address, port=port)
 
 
-# --- processes ----------------------------------------------------------------------------------
-
-
-class ProcStat(NamedTuple):
-    """The fields of ``/proc/<pid>/stat`` that hapool uses (times in clock ticks)."""
-
-    pid: int
-    comm: str
-    state: str
-    ppid: int
-    utime: int
-    stime: int
-    cutime: int  # user time of waited-for children
-    cstime: int  # system time of waited-for children
-
-
-def parse_proc_stat(text: str) -> ProcStat:
-    """Parse the text of ``/proc/<pid>/stat`` (see proc(5)).
-
-    ``comm`` (field 2) is the command name in parentheses and may itself hold spaces and
-    parentheses (``(nginx: (x) y)``), so it runs from the first ``(`` to the LAST ``)``; the
-    remaining fields are split on whitespace: state, ppid, ..., utime (14), stime (15), cutime
-    (16), cstime (17). Raises :class:`ProviderError` if the text is not of that shape.
-    """
-    head, paren, tail = text.partition("(")
-    comm, close, rest = tail.rpartition(")")
-    fields = rest.split()
-    try:
-        if not (paren and close) or len(fields) < 15:
-            raise ValueError("too few fields")
-        return ProcStat(
-            pid=int(head),
-            comm=comm,
-            state=fields[0],
-            ppid=int(fields[1]),
-            utime=int(fields[11]),
-            stime=int(fields[12]),
-            cutime=int(fields[13]),
-            cstime=int(fields[14]),
-        )
-    except ValueError as exc:
-        raise ProviderError(f"unexpected /proc/<pid>/stat text {text[:120]!r}: {exc}") from exc
-
-
-def proc_table(proc: str = "/proc") -> dict[int, ProcStat]:
-    """Every process of ``proc`` (one pass; processes that exit meanwhile are skipped)."""
-    table: dict[int, ProcStat] = {}
-    try:
-        entries = os.listdir(proc)
-    except OSError as exc:
-        raise ProviderError(f"cannot list {proc}: {exc}") from exc
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"{proc}/{entry}/stat", encoding="utf-8", errors="replace") as fh:
-                table[int(entry)] = parse_proc_stat(fh.read())
-        except (OSError, ProviderError):
-            continue
-    return table
-
-
-def tree_cpu_ticks(root: int, table: dict[int, ProcStat]) -> int | None:
-    """CPU ticks of ``root`` and all its descendants in ``table`` (utime + stime each), plus
-    ``root``'s reaped children (cutime + cstime). ``None`` if ``root`` is not in the table."""
-    if root not in table:
-        return None
-    children: dict[int, list[int]] = {}
-    for stat in table.values():
-        children.setdefault(stat.ppid, []).append(stat.pid)
-    top = table[root]
-    ticks = top.cutime + top.cstime
-    todo, seen = [root], {root}
-    while todo:
-        pid = todo.pop()
-        ticks += table[pid].utime + table[pid].stime
-        for child in children.get(pid, ()):
-            if child not in seen:
-                seen.add(child)
-                todo.append(child)
-    return ticks
-
-
-def _proc_state(pid: int, proc: str = "/proc") -> str | None:
-    """The one-letter state of ``pid`` from /proc (None if there is no such process)."""
-    try:
-        with open(f"{proc}/{pid}/stat", encoding="utf-8", errors="replace") as fh:
-            stat = fh.read()
-    except OSError:
-        return None
-    # "pid (comm) S ...": comm may hold spaces and parentheses; the state follows the last ')'.
-    return stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else None
-
-
-def _proc_ppid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
-            return int(fh.read().rsplit(")", 1)[-1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _proc_cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def pid_alive(pid: int, marker: str | None = None) -> bool:
-    """``pid`` runs (zombies count as dead: PID 1 may not reap daemons) and, when ``marker``
-    is given, its command line contains it (guards against a recycled pid)."""
-    state = _proc_state(pid)
-    if state is None or state in ("Z", "X", "x"):
-        return False
-    return marker is None or marker in _proc_cmdline(pid)
-
-
-def pid_stopped(pid: int, proc: str = "/proc") -> bool:
-    """``pid`` is stopped by a signal (SIGSTOP, SIGTSTP...) or a tracer: it handles no signal
-    but SIGKILL and SIGCONT, so it would never act on a SIGQUIT."""
-    return _proc_state(pid, proc) in ("T", "t")
-
-
-def read_pid(pid_file: pathlib.Path) -> int | None:
-    try:
-        text = pid_file.read_text(encoding="utf-8").strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def _pids_holding(directory: pathlib.Path) -> set[int]:
-    """Processes with an open file under ``directory`` (stray nginx workers hold its logs)."""
-    found: set[int] = set()
-    prefix = str(directory).rstrip("/") + "/"
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        fd_dir = f"/proc/{entry}/fd"
-        try:
-            fds = os.listdir(fd_dir)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(f"{fd_dir}/{fd}")
-            except OSError:
-                continue
-            if target.startswith(prefix):
-                found.add(int(entry))
-                break
-    found.discard(os.getpid())
-    return found
+# --- processes (read through .procfs) ---------------------------------------------------------
 
 
 def _kill(pid: int, sig: signal.Signals) -> None:
@@ -350,18 +194,6 @@ def allocate_address(
     )
 
 
-def _tcp_ready(address: str, port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((address, port), timeout=0.5):
-                return True
-        except OSError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-
-
 # --- the provider -------------------------------------------------------------------------------
 
 
@@ -369,6 +201,11 @@ class LocalProvider(Provider):
     """nginx processes on this machine, one prefix directory each."""
 
     name = "local"
+    OPTIONS: ClassVar[dict[str, str]] = {
+        "bind_network": "bind_network",
+        "port": "port",
+        "start_timeout": "start_timeout",
+    }
 
     def __init__(
         self,
@@ -589,7 +426,7 @@ class LocalProvider(Provider):
         while time.monotonic() < deadline:
             pid = read_pid(prefix / "logs" / "nginx.pid")
             if pid is not None and pid_alive(pid, marker=str(prefix)):
-                if _tcp_ready(address, port, max(0.1, deadline - time.monotonic())):
+                if wait_tcp(address, port, max(deadline, time.monotonic() + 0.1)):
                     return True, ""
                 return False, f"nginx runs (pid {pid}) but {address}:{port} does not accept connections"
             time.sleep(0.02)
@@ -640,34 +477,26 @@ class LocalProvider(Provider):
             return
         pid = read_pid(prefix / "logs" / "nginx.pid")
         if pid is not None and pid_alive(pid, marker=str(prefix)):
-            tree = [pid, *self._children(pid)]
+            tree = [pid, *children(pid)]
             stopped = any(pid_stopped(p) for p in tree)
             _kill(pid, signal.SIGQUIT)
             if stopped:
                 for member in tree:
                     _kill(member, signal.SIGCONT)
             if _wait_dead({pid}, self.stopped_grace if stopped else self.stop_timeout, time.sleep):
-                for child in self._children(pid):
+                for child in children(pid):
                     _kill(child, signal.SIGKILL)
                 _kill(pid, signal.SIGKILL)
                 if _wait_dead({pid}, 5.0, time.sleep):
                     raise ProviderError(f"nginx (pid {pid}) of {prefix} survived SIGKILL")
         # Workers left by a master that died (kill -9) still serve: they hold the logs open.
-        strays = _pids_holding(prefix)
+        strays = pids_holding(prefix)
         for stray in strays:
             _kill(stray, signal.SIGKILL)  # stopped (SIGSTOP) ones too
         if _wait_dead(strays, 5.0, time.sleep):
             raise ProviderError(f"processes {sorted(strays)} holding files in {prefix} survived SIGKILL")
         shutil.rmtree(prefix)
 
-    @staticmethod
-    def _children(pid: int) -> Iterator[int]:
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and _proc_ppid(int(entry)) == pid:
-                yield int(entry)
-
     def describe(self) -> dict[str, Any]:
         return {"state_dir": str(self.state_dir), "bind_network": self.bind_network, "port": self.port}
 
-
-PROVIDER_CLASS = LocalProvider

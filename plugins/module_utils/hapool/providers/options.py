@@ -11,13 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import PROVIDER_NAMES, LaunchSpec, Provider, get_provider
+from . import PROVIDER_NAMES, LaunchSpec, Provider, get_provider, provider_class
 
-# Every provider, imported here so that AnsiballZ ships them with each module that uses these
-# options (get_provider imports the one it needs by name, which AnsiballZ cannot follow).
-from . import docker as _docker  # noqa: F401
-from . import local as _local  # noqa: F401
-from . import vagrant as _vagrant  # noqa: F401
+# Every provider is imported by the package (its registry, PROVIDERS), so AnsiballZ ships them
+# all with each module that uses these options.
 
 PROVIDER_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "provider": {"type": "str", "default": "local", "choices": list(PROVIDER_NAMES)},
@@ -40,38 +37,10 @@ LAUNCH_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "memory": {"type": "str"},
 }
 
-# option name -> setting name, per provider
-_SETTINGS: dict[str, dict[str, str]] = {
-    "local": {"bind_network": "bind_network", "port": "port", "start_timeout": "start_timeout"},
-    "docker": {
-        "docker_host": "base_url",
-        "network": "network",
-        "image": "image",
-        "start_timeout": "start_timeout",
-    },
-    "vagrant": {
-        "vagrant_dir": "vagrant_dir",
-        "vagrantfile": "vagrantfile",
-        "vagrant_backend": "backend",
-        "image": "image",
-        "network": "network",
-        "box": "box",
-        "vm_network": "vm_network",
-        "start_timeout": "start_timeout",
-    },
-}
-
-
 def provider_settings(provider: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings of ``provider`` among ``params`` (unset options are left out)."""
-    settings = {
-        setting: params[option]
-        for option, setting in _SETTINGS.get(provider, {}).items()
-        if params.get(option) is not None
-    }
-    if provider == "vagrant" and params.get("docker_host"):
-        settings["env"] = {"DOCKER_HOST": str(params["docker_host"])}
-    return settings
+    """The settings of ``provider`` among ``params`` (unset options are left out; each provider
+    class maps its options: ``Provider.OPTIONS`` / ``settings_from_options``)."""
+    return provider_class(provider).settings_from_options(params)
 
 
 def provider_from_params(params: Mapping[str, Any]) -> Provider:

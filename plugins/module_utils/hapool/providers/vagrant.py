@@ -26,7 +26,7 @@ network traffic). Backends (``backend`` setting, Vagrant's ``--provider``):
   nginx by the Vagrantfile; port 80.
 
 CPU usage (:meth:`VagrantProvider.cpu_seconds`): for the docker backend, the container's
-cgroup counter read exactly as the docker provider does (:func:`.docker.containers_cpu_seconds`:
+cgroup counter read exactly as the docker provider does (:func:`.containers.containers_cpu_seconds`:
 ``/sys/fs/cgroup`` by container id, else the engine's stats API through the Docker SDK when it
 is installed); VM backends are not supported yet (``None``: the guest's CPU time would need
 libvirt's or VirtualBox's own counters, or a command run over SSH).
@@ -42,37 +42,30 @@ import os
 import pathlib
 import random
 import shutil
-import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-from . import (
+from ..errors import ImageNotFoundError, OrphanError, ProviderError, ProviderUnavailableError
+from .base import (
     DEFAULT_IMAGE,
     DEFAULT_NETWORK,
     DESTROYED,
     MISSING,
     RUNNING,
     STOPPED,
-    ImageNotFoundError,
     Instance,
     LaunchSpec,
-    NameLedger,
-    OrphanError,
     Provider,
-    ProviderError,
-    ProviderUnavailableError,
-    default_project_dir,
-    file_lock,
     instance_name,
-    read_json,
     sort_instances,
-    validate_pool,
-    write_json_atomic,
 )
-from . import docker as docker_provider
+from .containers import containers_cpu_seconds, engine_cpu_seconds, import_docker_sdk
+from .names import NameLedger, validate_pool
+from .net import wait_tcp
+from .state import default_project_dir, file_lock, read_json, write_json_atomic
 
 BACKENDS = ("docker", "libvirt", "virtualbox")
 STATE_VERSION = 1
@@ -152,7 +145,7 @@ class _LazyEngine:
             if not self._made:
                 self._made = True
                 try:
-                    self._sdk = docker_provider._import_sdk()
+                    self._sdk = import_docker_sdk()
                 except ProviderUnavailableError:
                     return None, None
                 try:
@@ -167,7 +160,7 @@ class _LazyEngine:
         sdk, client = self._get()
         if client is None:
             return None
-        return docker_provider.engine_cpu_seconds(sdk, client, container_id)
+        return engine_cpu_seconds(sdk, client, container_id)
 
     def __enter__(self) -> _LazyEngine:
         return self
@@ -183,6 +176,17 @@ class VagrantProvider(Provider):
     """Vagrant machines described by a JSON state file that the Vagrantfile reads."""
 
     name = "vagrant"
+    state_dir_setting: ClassVar[str] = "vagrant_dir"
+    OPTIONS: ClassVar[dict[str, str]] = {
+        "vagrant_dir": "vagrant_dir",
+        "vagrantfile": "vagrantfile",
+        "vagrant_backend": "backend",
+        "image": "image",
+        "network": "network",
+        "box": "box",
+        "vm_network": "vm_network",
+        "start_timeout": "start_timeout",
+    }
 
     def __init__(
         self,
@@ -218,6 +222,14 @@ class VagrantProvider(Provider):
         self.extra_env = dict(env or {})
         self.start_timeout = float(start_timeout)
         self.ledger = NameLedger(self.vagrant_dir)
+
+    @classmethod
+    def settings_from_options(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """:attr:`OPTIONS`, and ``docker_host`` as ``DOCKER_HOST`` of the docker backend."""
+        settings = super().settings_from_options(params)
+        if params.get("docker_host"):
+            settings["env"] = {"DOCKER_HOST": str(params["docker_host"])}
+        return settings
 
     # -- paths and environment
 
@@ -472,7 +484,7 @@ class VagrantProvider(Provider):
             if info is not None and (info.get("State") or {}).get("Running"):
                 running[name] = str(info.get("Id", cid))
         with _LazyEngine(self.environment()) as engine:
-            result.update(docker_provider.containers_cpu_seconds(running, engine.cpu_seconds))
+            result.update(containers_cpu_seconds(running, engine.cpu_seconds))
         return result
 
     # -- launch
@@ -536,12 +548,10 @@ class VagrantProvider(Provider):
         deadline = time.monotonic() + self.start_timeout
         instance = self.get(pool, name)
         while time.monotonic() < deadline:
-            if instance is not None and instance.alive and instance.address:
-                try:
-                    with socket.create_connection((instance.address, instance.port), timeout=0.5):
-                        return instance
-                except OSError:
-                    pass
+            # wait_tcp with a deadline already reached: one try (the instance is read again).
+            alive = instance is not None and instance.alive and instance.address
+            if alive and instance is not None and wait_tcp(instance.address, instance.port, time.monotonic()):
+                return instance
             time.sleep(0.1)
             instance = self.get(pool, name)
         state = instance.state if instance else MISSING
@@ -584,5 +594,3 @@ class VagrantProvider(Provider):
         self._destroy_machine(before.name)
         return dataclasses.replace(before, state=DESTROYED)
 
-
-PROVIDER_CLASS = VagrantProvider

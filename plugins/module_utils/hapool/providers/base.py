@@ -1,0 +1,158 @@
+"""What every provider is made of: the instance states, :class:`Instance`, :class:`LaunchSpec`
+and the :class:`Provider` base class (see this package's docstring for how to add one)."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from .names import NameLedger, validate_instance_name, validate_pool
+
+DEFAULT_IMAGE = "hapool/base:bookworm"
+DEFAULT_NETWORK = "hapool"
+
+#: Instance states. ``running`` is the only one where ``alive`` is true.
+RUNNING = "running"
+STOPPED = "stopped"  # the process / container / machine exists but does not run
+MISSING = "missing"  # recorded in the provider's state, but nothing exists behind it
+BROKEN = "broken"  # the provider's own record is unreadable
+DESTROYED = "destroyed"  # returned by destroy()
+
+
+@dataclasses.dataclass(frozen=True)
+class Instance:
+    """One web host of a pool, as its provider sees it now."""
+
+    name: str
+    pool: str
+    provider: str
+    address: str  # IPv4 address that HAProxy connects to ("" when the host is not running)
+    port: int  # TCP port of its web server (0 when unknown)
+    created: float  # epoch seconds of the launch
+    state: str = RUNNING
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def alive(self) -> bool:
+        return self.state == RUNNING
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-safe dict (what modules return and the inventory plugin uses)."""
+        return {
+            "name": self.name,
+            "pool": self.pool,
+            "provider": self.provider,
+            "address": self.address,
+            "port": self.port,
+            "created": self.created,
+            "state": self.state,
+            "alive": self.alive,
+            "extra": dict(self.extra),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchSpec:
+    """What to launch (the pool's launch template). ``None`` means the provider's default.
+
+    ``image`` is used by docker and vagrant (docker backend); ``box`` by vagrant VMs;
+    ``cpus`` (float, cores) and ``memory`` (bytes, or a string like ``"256m"``) limit a
+    container or size a VM; the local provider ignores them.
+    """
+
+    name: str | None = None
+    image: str | None = None
+    cpus: float | None = None
+    memory: int | str | None = None
+    box: str | None = None
+
+
+def instance_name(instance: Instance | str) -> str:
+    return validate_instance_name(instance.name if isinstance(instance, Instance) else instance)
+
+
+def sort_instances(instances: list[Instance]) -> list[Instance]:
+    return sorted(instances, key=lambda i: (i.pool, i.created, i.name))
+
+
+class Provider(abc.ABC):
+    """What every provider implements. Pool and instance names are validated by the caller-facing
+    methods; every method raises :class:`hapool.errors.ProviderError` subclasses only.
+
+    Must implement: ``list``, ``launch``, ``destroy``. May override: ``get`` (default: a scan
+    of ``list``), ``cpu_seconds`` (default: ``None`` for every name), ``close``.
+    """
+
+    #: The provider's name in playbooks and in :data:`hapool.providers.PROVIDERS`.
+    name: ClassVar[str] = ""
+    #: The constructor argument that holds the provider's state directory; :func:`get_provider`
+    #: sets it to ``<state_root>/<name>`` when it is not given.
+    state_dir_setting: ClassVar[str] = "state_dir"
+    #: Module option -> constructor setting (``pool_instance``, ``pool_instance_info``, the
+    #: inventory plugin); options a provider does not map are ignored.
+    OPTIONS: ClassVar[Mapping[str, str]] = {}
+    #: Every name each pool ever used (set by each provider's constructor).
+    ledger: NameLedger
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+        self.clock = clock
+        self.rng: random.Random = rng if rng is not None else random.SystemRandom()
+
+    @classmethod
+    def settings_from_options(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The constructor settings among module ``params`` (:attr:`OPTIONS`; unset left out)."""
+        return {setting: params[opt] for opt, setting in cls.OPTIONS.items() if params.get(opt) is not None}
+
+    @abc.abstractmethod
+    def list(self, pool: str | None = None) -> list[Instance]:
+        """Every instance of ``pool`` (all pools when ``None``), dead ones included, oldest first."""
+
+    def get(self, pool: str, name: str) -> Instance | None:
+        """The instance ``name`` of ``pool``, or ``None``."""
+        validate_instance_name(name)
+        for instance in self.list(pool):
+            if instance.name == name:
+                return instance
+        return None
+
+    @abc.abstractmethod
+    def launch(self, pool: str, spec: LaunchSpec | None = None) -> Instance:
+        """Create and start a new instance; return it running (address and port known).
+
+        On failure nothing is left behind; if clean-up fails too, :class:`OrphanError` names
+        what is left. ``spec.name`` asks for a given name (never one used before).
+        """
+
+    @abc.abstractmethod
+    def destroy(self, pool: str, instance: Instance | str) -> Instance | None:
+        """Stop and remove an instance. Returns what was destroyed (state ``destroyed``), or
+        ``None`` when there was no such instance (destroy is idempotent)."""
+
+    def cpu_seconds(self, pool: str, names: Sequence[str]) -> dict[str, float | None]:
+        """Cumulative CPU time (user + system, in seconds) each instance of ``names`` has used so
+        far, by instance name; ``None`` where it cannot be read (no such instance, not running,
+        or the provider cannot tell). Only the difference of two samples means something: see
+        :func:`.cpu.cpu_percent` and :func:`.cpu.sample_cpu_percent`.
+
+        This default knows nothing and returns ``None`` for every name; providers that can
+        measure override it.
+        """
+        validate_pool(pool)
+        return dict.fromkeys((instance_name(n) for n in names), None)
+
+    def close(self) -> None:  # noqa: B027 - optional hook, not abstract
+        """Release engine connections (docker client); safe to call twice."""
+
+    def __enter__(self) -> Provider:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
