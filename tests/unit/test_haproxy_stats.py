@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 from pathlib import Path
 
 import pytest
 from ansible.module_utils.hapool.errors import HapoolError, ParseError
 from ansible.module_utils.hapool.stats import (
+    AVAILABLE_STATUSES,
+    FAILED_STATUSES,
+    SERVING_STATUSES,
+    STANDBY_STATUSES,
     AdminState,
     OpState,
     ProxyType,
@@ -125,6 +130,44 @@ def test_backend_summary_without_backend_row_sums_servers():
 )
 def test_normalize_status(status, expected):
     assert normalize_status(status) == expected
+
+
+# The status classes: which sets each ``show stat`` status is in (A: available, takes new
+# load-balanced sessions; S: serving, takes traffic; B: standing by; F: failed).
+@pytest.mark.parametrize(
+    ("status", "sets"),
+    [
+        ("UP", "AS"),
+        ("UP 1/3", "AS"),  # going down: still UP
+        ("no check", "AS"),
+        ("NOLB", "S"),  # disable-on-404: no new load-balanced sessions, persistent ones still
+        ("DOWN", "F"),
+        ("DOWN 1/2", "F"),  # going up: still DOWN
+        ("DRAIN", "B"),
+        ("MAINT", "B"),
+        ("MAINT (via app/web1)", "B"),
+        ("MAINT (resolution)", "B"),
+        ("", ""),
+    ],
+)
+def test_status_classes(status: str, sets: str) -> None:
+    cls = normalize_status(status)
+    member = {
+        "A": cls in AVAILABLE_STATUSES,
+        "S": cls in SERVING_STATUSES,
+        "B": cls in STANDBY_STATUSES,
+        "F": cls in FAILED_STATUSES,
+    }
+    assert "".join(k for k, inside in member.items() if inside) == sets
+
+
+def test_status_classes_have_one_home() -> None:
+    """The planners name no status class themselves: they use the sets of stats.py."""
+    core = Path(__file__).resolve().parents[2] / "plugins" / "module_utils" / "hapool"
+    for name in ("healing.py", "scaling.py", "sizing.py", "pools.py"):
+        text = (core / name).read_text()
+        found = re.findall(r"""["'](UP|DOWN|NOLB|DRAIN|MAINT|NO CHECK)["']""", text)
+        assert not found, f"{name} names status classes {found}: use the sets of stats.py"
 
 
 def _split(text):
