@@ -35,7 +35,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from .actions import EVENT_LOG_CORRUPT  # re-exported: heal_plan and the e2e tests import it from here
 from .errors import HapoolError
@@ -285,16 +285,18 @@ def parse_events(text: bytes | str) -> list[Event]:
     return parse_events_checked(text).events
 
 
-def read_events_checked(
-    path: str,
-    *,
-    pool: str | None = None,
-    since: float | None = None,
-    actions: tuple[str, ...] = (),
-    until: float | None = None,
-    instance: str | None = None,
-    limit: int | None = None,
-) -> CheckedEvents:
+class EventFilter(TypedDict, total=False):
+    """The keyword arguments of :func:`filter_events`, which the readers pass on to it."""
+
+    pool: str | None
+    since: float | None
+    actions: tuple[str, ...]
+    until: float | None
+    instance: str | None
+    limit: int | None
+
+
+def read_events_checked(path: str, **where: Unpack[EventFilter]) -> CheckedEvents:
     """The events of the log (none if it does not exist), filtered as :func:`filter_events`
     does, and every line of the log that was skipped (whatever its pool). Raises
     :class:`EventLogError` only when the log cannot be read at all."""
@@ -308,27 +310,13 @@ def read_events_checked(
         except OSError as exc:
             raise EventLogError(f"cannot read the event log {path}: {exc}") from exc
     checked = parse_events_checked(data)
-    events = filter_events(
-        checked.events, pool=pool, since=since, actions=actions, until=until, instance=instance, limit=limit
-    )
-    return CheckedEvents(events, checked.skipped)
+    return CheckedEvents(filter_events(checked.events, **where), checked.skipped)
 
 
-def read_events(
-    path: str,
-    *,
-    pool: str | None = None,
-    since: float | None = None,
-    actions: tuple[str, ...] = (),
-    until: float | None = None,
-    instance: str | None = None,
-    limit: int | None = None,
-) -> list[Event]:
+def read_events(path: str, **where: Unpack[EventFilter]) -> list[Event]:
     """Events of the log (none if it does not exist), filtered as :func:`filter_events` does;
     unreadable lines are skipped silently (:func:`read_events_checked` names them)."""
-    return read_events_checked(
-        path, pool=pool, since=since, actions=actions, until=until, instance=instance, limit=limit
-    ).events
+    return read_events_checked(path, **where).events
 
 
 def _ranges(numbers: Sequence[int], shown: int = 50) -> str:
@@ -518,6 +506,7 @@ __all__ = [
     "REQUIRED_KEYS",
     "CheckedEvents",
     "Event",
+    "EventFilter",
     "EventLogError",
     "append_event",
     "append_events",
