@@ -30,15 +30,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-for _path in (ROOT / "tests", ROOT):
+for _path in (ROOT / "scripts", ROOT / "tests", ROOT):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-import ansible.module_utils
+import _core_path  # scripts/_core_path.py: the one bootstrap of the core
 
-_MU = str(ROOT / "plugins" / "module_utils")
-if _MU not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(_MU)
+_core_path.use_core()
 
 
 class BenchError(RuntimeError):

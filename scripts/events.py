@@ -23,11 +23,13 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
+import _core_path  # scripts/_core_path.py, next to this file: the one bootstrap of the core
 
-from hapool.errors import HapoolError
-from hapool.events import count_actions, format_events, parse_time, read_events_checked
+ROOT = _core_path.ROOT
+_core_path.use_core()
+
+from ansible.module_utils.hapool.errors import HapoolError
+from ansible.module_utils.hapool.events import count_actions, format_events, parse_time, read_events_checked
 
 TIME_HELP = "epoch seconds, a duration ago (30s, 10m, 2h, 1d, 1w), now, or ISO-8601 (UTC without an offset)"
 

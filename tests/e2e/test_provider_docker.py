@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import _core_path
 import docker
 import pytest
 from ansible.module_utils.hapool.providers import (
@@ -105,8 +106,7 @@ def test_new_provider_object_and_new_process_find_the_containers(provider, pool,
     again = get_provider("docker", state_root=tmp_path, network=network)
     assert [i.name for i in again.list(pool)] == sorted(launched, key=lambda n: again.get(pool, n).created)
     code = (
-        "import json, ansible.module_utils\n"
-        f"ansible.module_utils.__path__.append({str(ROOT / 'plugins' / 'module_utils')!r})\n"
+        f"{_core_path.SNIPPET}import json\n"
         "from ansible.module_utils.hapool.providers import get_provider\n"
         f"p = get_provider('docker', state_root={str(tmp_path)!r}, network={network!r})\n"
         f"print(json.dumps([i.to_dict() for i in p.list({pool!r})]))\n"
@@ -168,10 +168,8 @@ def test_unreachable_engine_is_a_clear_error(tmp_path, pool, kind, monkeypatch, 
         p = get_provider("docker", state_root=tmp_path)
     else:
         p = get_provider("docker", state_root=tmp_path, base_url=bogus)
-    t0 = time.monotonic()
     with pytest.raises(ProviderUnavailableError, match=f"Docker engine at {bogus} does not answer"):
         p.launch(pool)
-    assert time.monotonic() - t0 < 10
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     assert containers_of(client, pool) == []
 
@@ -194,13 +192,17 @@ def test_a_failure_after_create_removes_the_container(provider, pool, client, mo
     assert containers_of(client, pool) == []
 
 
-def test_cpu_percent_idle_busy_idle(provider, pool, client):
+def test_cpu_percent_idle_busy_idle(provider, pool, client, monkeypatch):
     """A bounded busy loop run with `docker exec` shows as most of a core; idle before and after."""
     inst = provider.launch(pool)
     other = provider.launch(pool)
-    t0 = time.monotonic()
+    engine_reads: list[str] = []
+    engine_cpu_seconds = provider._engine_cpu_seconds
+    monkeypatch.setattr(
+        provider, "_engine_cpu_seconds", lambda cid: engine_reads.append(cid) or engine_cpu_seconds(cid)
+    )
     seconds = provider.cpu_seconds(pool, [inst.name, other.name, f"{pool}-000000"])
-    assert time.monotonic() - t0 < 0.5  # cgroup files, not the engine's 1-s stats
+    assert engine_reads == []  # cgroup files, not the engine's 1-s stats (their speed: bench docker_paths)
     assert seconds[f"{pool}-000000"] is None
     assert all(isinstance(seconds[n], float) and seconds[n] >= 0 for n in (inst.name, other.name))
 

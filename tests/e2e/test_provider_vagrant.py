@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import _core_path
 import docker
 import pytest
 from ansible.module_utils.hapool.providers import (
@@ -99,8 +100,7 @@ def test_launch_serve_list_again_destroy_gone(provider, pool, client, network, t
     again = get_provider("vagrant", state_root=tmp_path, network=network, vagrantfile=str(VAGRANTFILE))
     assert [(i.name, i.address, i.alive) for i in again.list(pool)] == [(inst.name, inst.address, True)]
     code = (
-        "import json, ansible.module_utils\n"
-        f"ansible.module_utils.__path__.append({str(ROOT / 'plugins' / 'module_utils')!r})\n"
+        f"{_core_path.SNIPPET}import json\n"
         "from ansible.module_utils.hapool.providers import get_provider\n"
         f"p = get_provider('vagrant', state_root={str(tmp_path)!r}, vagrantfile={str(VAGRANTFILE)!r})\n"
         f"print(json.dumps([i.to_dict() for i in p.list({pool!r})]))\n"

@@ -2,7 +2,8 @@
 
 * :func:`run_module` executes ``library/<name>.py`` the way Ansible runs a module (a file of
   ``ANSIBLE_MODULE_ARGS`` as its argument, JSON on stdout), with ``plugins/module_utils``
-  served as ``ansible.module_utils`` exactly as ``tests/conftest.py`` and AnsiballZ do. Fast
+  served as ``ansible.module_utils`` by the project's bootstrap (``scripts/_core_path.py``,
+  as ``tests/conftest.py`` does; AnsiballZ does the same for modules). Fast
   (no controller start-up), so most module tests use it.
 * :func:`run_playbook` runs ``ansible-playbook`` with the project's ansible.cfg (library and
   module_utils from there, AnsiballZ packaging, check mode and diff handled by Ansible).
@@ -18,16 +19,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import _core_path  # scripts/_core_path.py (tests/conftest.py and bench/lib.py put scripts/ on sys.path)
+
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "library"
-MODULE_UTILS = ROOT / "plugins" / "module_utils"
 VENV_BIN = Path(sys.executable).parent
 
-_RUNNER = """
-import runpy, sys
-import ansible.module_utils
-ansible.module_utils.__path__.append(sys.argv[1])
-path, args = sys.argv[2], sys.argv[3]
+_RUNNER = _core_path.SNIPPET + """
+import runpy
+path, args = sys.argv[1], sys.argv[2]
 sys.argv = [path, args]
 runpy.run_path(path, run_name="__main__")
 """
@@ -43,7 +43,7 @@ def run_module(
         args_file = handle.name
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", _RUNNER, str(MODULE_UTILS), str(LIBRARY / f"{name}.py"), args_file],
+            [sys.executable, "-c", _RUNNER, str(LIBRARY / f"{name}.py"), args_file],
             capture_output=True,
             text=True,
             timeout=timeout,

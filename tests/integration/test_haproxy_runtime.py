@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import _core_path
 import pytest
 from ansible.module_utils.hapool.errors import (
     CommandError,
@@ -242,12 +243,10 @@ def test_socket_permission_denied_for_another_user(nginx_factory, haproxy_factor
             extra_sockets=[f"{shared}/admin.sock mode 600 level admin"],
         )
         assert RuntimeClient(f"{shared}/admin.sock").cli_level() == "admin"
-        code = textwrap.dedent(
+        code = _core_path.SNIPPET + textwrap.dedent(
             f"""
-            import sys
-            sys.path.insert(0, {str(Path(__file__).resolve().parents[2] / "plugins" / "module_utils")!r})
-            from hapool.haproxy import RuntimeClient
-            from hapool.errors import SocketPermissionError
+            from ansible.module_utils.hapool.haproxy import RuntimeClient
+            from ansible.module_utils.hapool.errors import SocketPermissionError
             try:
                 RuntimeClient({f"{shared}/admin.sock"!r}).show_stat()
             except SocketPermissionError as exc:

@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import _core_path
 import pytest
 from ansible.module_utils.hapool.providers import (
     DESTROYED,
@@ -129,8 +130,7 @@ def test_new_provider_object_and_new_process_find_the_hosts(provider: LocalProvi
     assert all(i.alive for i in again.list())
 
     code = (
-        "import sys, json, ansible.module_utils\n"
-        f"ansible.module_utils.__path__.append({str(ROOT / 'plugins' / 'module_utils')!r})\n"
+        f"{_core_path.SNIPPET}import json\n"
         "from ansible.module_utils.hapool.providers import get_provider\n"
         f"provider = get_provider('local', state_root={str(state_root)!r})\n"
         "print(json.dumps([i.to_dict() for i in provider.list()]))\n"
