@@ -64,6 +64,7 @@ from .errors import InvalidArgumentError
 from .providers import new_instance_name
 from .settings import number_setting as _number
 from .settings import whole_setting
+from .sizing import InstanceLike as Member
 from .stats import FAILED_STATUSES
 
 #: Old name of :data:`actions.BACKOFF_SKIP` (library/heal_plan.py imports it).
@@ -93,17 +94,12 @@ class ServerLike(Protocol):
     def lastchg(self) -> int | None: ...
 
 
-class InstanceLike(Protocol):
-    """What the plan needs of an instance (``providers.Instance`` fits)."""
-
-    @property
-    def name(self) -> str: ...
+class InstanceLike(Member, Protocol):
+    """What the plan needs of an instance (``providers.Instance`` fits): a pool member's name
+    and liveness, its creation time and the provider's word for its state."""
 
     @property
     def created(self) -> float: ...
-
-    @property
-    def alive(self) -> bool: ...
 
     @property
     def state(self) -> str: ...

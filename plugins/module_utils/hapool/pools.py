@@ -26,7 +26,7 @@ from .haproxy import MAX_WEIGHT, validate_address, validate_name, validate_time
 from .healing import HealSettings
 from .providers import POOL_RE, PROVIDER_NAMES
 from .scaling import ScaleSettings
-from .settings import number_setting, whole_setting
+from .settings import number_setting, pool_sizes, whole_setting
 
 #: The algorithms the haproxy role renders (``balance``).
 BALANCE_ALGORITHMS: tuple[str, ...] = (
@@ -50,19 +50,7 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 def _whole(value: Any, key: str, *, minimum: int | None = 0, maximum: int | None = None) -> int:
     """``value`` as a whole number within the bounds (``3``, ``3.0`` and ``"3"`` pass)."""
-    if maximum is not None:
-        expected = f"a whole number from {minimum} to {maximum}"
-    elif minimum is not None:
-        expected = f"a whole number >= {minimum}"
-    else:
-        expected = "a whole number"
-    try:
-        number = whole_setting({key: value}, key, None, minimum=minimum)
-    except InvalidArgumentError as exc:
-        raise InvalidArgumentError(f"{exc} (expected {expected})") from None
-    if maximum is not None and number > maximum:
-        raise InvalidArgumentError(f"{key} must be <= {maximum}, got {number} (expected {expected})")
-    return number
+    return whole_setting({key: value}, key, None, minimum=minimum, maximum=maximum)
 
 
 def _number(value: Any, key: str, *, positive: bool = False) -> float:
@@ -259,20 +247,6 @@ def _launch(value: Any) -> dict[str, Any]:
     return launch
 
 
-def _sizes(pool: Mapping[str, Any]) -> tuple[int, int, int]:
-    """``min``, ``desired``, ``max`` with the defaults of docs/scaling.md (min 1, desired min,
-    max the larger of min and 1)."""
-    low = _whole(pool["min"], "min") if pool.get("min") is not None else 1
-    desired = _whole(pool["desired"], "desired") if pool.get("desired") is not None else low
-    high = _whole(pool["max"], "max") if pool.get("max") is not None else max(low, 1)
-    if not low <= desired <= high:
-        raise InvalidArgumentError(
-            f"sizes must satisfy 0 <= min <= desired <= max, got min={low}, desired={desired}, max={high} "
-            "(defaults: min 1, desired min, max the larger of min and 1)"
-        )
-    return low, desired, high
-
-
 _SIMPLE: dict[str, Callable[[Any, str], Any]] = {
     "group": _word,
     "port": _port,
@@ -305,7 +279,7 @@ def _pool_body(entry: Mapping[str, Any]) -> dict[str, Any]:
         pool["extra"] = [_line(line, f"extra[{i}]") for i, line in enumerate(_list(pool["extra"], "extra"))]
     if "launch" in pool:
         pool["launch"] = _launch(pool["launch"])
-    low, desired, high = _sizes(pool)
+    low, desired, high = pool_sizes(pool)
     for key, size in (("min", low), ("desired", desired), ("max", high)):
         if key in pool or "provider" in pool:
             pool[key] = size

@@ -45,6 +45,7 @@ from typing import Any
 from .actions import SCALE_DRAIN, SCALE_IN, SCALE_LAUNCH, SCALE_OUT, SCALE_RECOMMENDATION, SCALE_REMOVE
 from .errors import HapoolError, InvalidArgumentError
 from .settings import number_setting as _number
+from .settings import pool_sizes
 from .settings import whole_setting as _whole
 from .sizing import leaving_hosts
 from .stats import FAILED_STATUSES, SERVING_STATUSES, STANDBY_STATUSES
@@ -211,13 +212,7 @@ class ScaleSettings:
             raise InvalidArgumentError(
                 f"scale: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
             )
-        low = _whole(pool_cfg, "min", 1)
-        high = _whole(pool_cfg, "max", max(low, 1))
-        desired = _whole(pool_cfg, "desired", low)
-        if not low <= desired <= high:
-            raise InvalidArgumentError(
-                f"pool sizes must satisfy min <= desired <= max, got {low}, {desired}, {high}"
-            )
+        low, desired, high = pool_sizes(pool_cfg)
         policies_cfg = scale.get("policies") or []
         if not isinstance(policies_cfg, Sequence) or isinstance(policies_cfg, str):
             raise InvalidArgumentError("scale.policies must be a list")
