@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -181,12 +180,13 @@ def test_drain_wait_returns_when_the_slow_request_ends(pool: Pool) -> None:
     server(pool, "web2", state="maint")  # the slow request goes to web1
     thread.start()
     pool.wait_until_sessions("web1", 1)
-    started = time.monotonic()
     result = server(pool, "web1", state="drain", wait=True, drain_timeout=20, poll_interval=0.05)
-    elapsed = time.monotonic() - started
+    # It waited for the request (which ended whole) and returned before its drain_timeout ran
+    # out (that would have failed). How soon after the request it returns is measured by the
+    # bench's drain scenario, not asserted here.
     assert not result.get("failed") and result["changed"]
-    assert result["sessions"] == 0 and 0.5 < result["waited"] < 6 and elapsed < 8
-    thread.join(2)
+    assert result["sessions"] == 0 and result["waited"] > 0
+    thread.join(10)
     assert results and results[0][0] == 200 and len(results[0][1]) == 64 * 1024
 
 
@@ -234,13 +234,20 @@ def test_absent_force_closes_what_is_left_after_the_drain_timeout(pool: Pool) ->
     server(pool, "web2", state="maint")
     thread.start()
     pool.wait_until_sessions("web1", 1)
-    started = time.monotonic()
     result = server(pool, "web1", state="absent", drain_timeout=0.5, poll_interval=0.05, force=True)
     assert not result.get("failed"), result
-    assert result["forced_sessions"] == 1 and result["state"] == "absent" and time.monotonic() - started < 8
-    assert result["commands"][-2:] == ["shutdown sessions server app/web1", "del server app/web1"]
+    assert result["forced_sessions"] == 1 and result["state"] == "absent"
+    assert result["commands"] == [
+        "set server app/web1 state maint",
+        "shutdown sessions server app/web1",
+        "del server app/web1",
+    ]
     assert "web1" not in pool.statuses()
     thread.join(10)
+    # The module did not wait for the request to end: its session was cut (the client got an
+    # error, not the whole 64 KiB answer), and only then was the server deleted. How long the
+    # take-out takes is measured by the bench (drain scenario), not asserted here.
+    assert len(results) == 1 and isinstance(results[0], Exception), results
     # Nothing else was touched; without a session left, force changes nothing.
     assert server(pool, "web2", state="absent", drain_timeout=5, force=True)["forced_sessions"] == 0
 

@@ -183,8 +183,9 @@ def test_a_stopped_local_host_is_destroyed_without_waiting_for_stop_timeout(
 ) -> None:
     inst = provider.launch("web")
     prefix = Path(inst.extra["prefix"])
-    pids = _tree(int(inst.extra["pid"]))
-    assert len(pids) >= 2  # master and at least one worker
+    # The port answers as soon as the master listens; its workers may be forked a moment later.
+    wait_until(lambda: len(_tree(int(inst.extra["pid"]))) >= 2, 5, "nginx forked a worker")
+    pids = _tree(int(inst.extra["pid"]))  # master and at least one worker
     stopped = pids if which == "master and workers" else pids[1:]
     for pid in stopped:
         os.kill(pid, signal.SIGSTOP)
