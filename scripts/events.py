@@ -28,6 +28,7 @@ import _core_path  # scripts/_core_path.py, next to this file: the one bootstrap
 ROOT = _core_path.ROOT
 _core_path.use_core()
 
+from ansible.module_utils.hapool.actions import KNOWN_ACTIONS, unknown_actions
 from ansible.module_utils.hapool.errors import HapoolError
 from ansible.module_utils.hapool.events import count_actions, format_events, parse_time, read_events_checked
 
@@ -52,7 +53,8 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--until", help="only events at or before this time (same formats)")
     cli.add_argument(
         "--action", action="append", default=[], metavar="ACTION[,ACTION...]",
-        help="only these actions (repeat or separate with commas), e.g. replace,scale_out",
+        help="only these actions (repeat or separate with commas), e.g. replace,scale_out; hapool's "
+        f"actions: {', '.join(KNOWN_ACTIONS)}",
     )  # fmt: skip
     cli.add_argument("--instance", help="only events about this instance (its instance or replacement)")
     cli.add_argument("--limit", type=int, help="only the newest LIMIT matching events")
@@ -74,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit is not None and args.limit < 0:
         cli.error(f"--limit must be 0 or more, got {args.limit}")
     actions = tuple(a.strip() for value in args.action for a in value.split(",") if a.strip())
+    unknown = unknown_actions(actions)
+    if unknown:  # an action of the user's own, or a typo: said, and looked for all the same
+        print(f"events.py: warning: {', '.join(unknown)}: not an action hapool writes "
+              f"(those are: {', '.join(KNOWN_ACTIONS)})", file=sys.stderr)  # fmt: skip
     log = args.log or default_log()
     if not log.exists():
         if args.log is not None:

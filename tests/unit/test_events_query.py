@@ -282,6 +282,20 @@ def test_events_cli(tmp_path: pathlib.Path) -> None:
     assert none.returncode == 0 and "no matching events" in none.stdout
 
 
+def test_events_cli_warns_of_an_action_hapool_never_writes(tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "events.jsonl"
+    append_events(str(log), [*EVENTS, make_event(time=600, pool="web", action="my_deploy")])
+    typo = cli("--log", str(log), "--action", "replcae,scale_out", "--json")
+    assert typo.returncode == 0, typo.stderr
+    assert "warning: replcae: not an action hapool writes (those are: replace_launch, replace," in typo.stderr
+    assert [json.loads(line)["action"] for line in typo.stdout.splitlines()] == ["scale_out"]
+    own = cli("--log", str(log), "--action", "my_deploy", "--json")  # the user's own action: found
+    assert own.returncode == 0 and "my_deploy: not an action hapool writes" in own.stderr
+    assert [json.loads(line)["time"] for line in own.stdout.splitlines()] == [600]
+    known = cli("--log", str(log), "--action", "replace", "--json")
+    assert known.returncode == 0 and known.stderr == "", known.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
