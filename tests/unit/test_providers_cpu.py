@@ -95,7 +95,7 @@ class Scripted(Provider):
     name = "scripted"
 
     def __init__(self, samples: list[dict[str, float | None]]) -> None:
-        super().__init__()
+        super().__init__("/nonexistent/hapool-state")  # never written: no launch
         self.samples = samples
         self.calls: list[tuple[str, list[str]]] = []
 
@@ -163,6 +163,9 @@ def test_sample_with_the_real_clock():
 
 class Minimal(Provider):
     name = "minimal"
+
+    def __init__(self) -> None:
+        super().__init__("/nonexistent/hapool-state")  # never written: no launch
 
     def list(self, pool: str | None = None) -> list[Instance]:
         return []

@@ -33,14 +33,16 @@ How to add a provider — one file plus tests:
 
 1. Write ``providers/<name>.py`` with a subclass of :class:`Provider`. Set ``name = "<name>"``;
    its constructor takes the state directory (``state_dir``, or set ``state_dir_setting`` to
-   the argument's name) plus keyword-only settings, and ``clock`` / ``rng`` passed on to
-   ``super().__init__``; set ``self.ledger = NameLedger(<state dir>)``.
-   Implement ``list(pool=None)``, ``launch(pool, spec=None)`` and ``destroy(pool, instance)``;
-   override ``get`` (default: scans ``list``), ``cpu_seconds`` (default: ``None`` for every
-   name) and ``close`` when the provider can do better. Raise ``hapool.errors.ProviderError``
-   subclasses only. Reuse the shared pieces above; never import another provider's module.
-   Map the module options it understands to its settings in ``OPTIONS`` (override
-   ``settings_from_options`` for anything else).
+   the argument's name) and keyword-only settings, and calls
+   ``super().__init__(state_dir, clock=clock, rng=rng)`` (which sets ``self.state_dir`` and the
+   names ledger ``self.ledger``: reserve each new name with ``self.ledger.reserve``).
+
+   Must implement: ``list(pool=None)``, ``launch(pool, spec=None)``, ``destroy(pool, instance)``
+   (see :class:`Provider` for what each returns and guarantees). May override: ``get``
+   (default: scans ``list``), ``cpu_seconds`` (default: ``None`` for every name), ``close``.
+   Raise ``hapool.errors.ProviderError`` subclasses only. Reuse the shared modules above;
+   never import another provider's module. Map the module options it understands to its
+   settings in ``OPTIONS`` (override ``settings_from_options`` for anything else).
 2. Register the class in :data:`PROVIDERS` below (one import, one entry): ``get_provider``,
    the modules' ``provider`` choices and the inventory plugin read it from there.
 3. Add ``tests/unit/test_providers_<name>.py`` (no engine) and an integration or e2e test
@@ -67,20 +69,8 @@ from ..errors import (
     ProviderError,
     ProviderUnavailableError,
 )
-from .base import (
-    BROKEN,
-    DEFAULT_IMAGE,
-    DEFAULT_NETWORK,
-    DESTROYED,
-    MISSING,
-    RUNNING,
-    STOPPED,
-    Instance,
-    LaunchSpec,
-    Provider,
-    instance_name,
-    sort_instances,
-)
+from .base import BROKEN, DESTROYED, MISSING, RUNNING, STOPPED, Instance, LaunchSpec, Provider, sort_instances
+from .containers import DEFAULT_IMAGE, DEFAULT_NETWORK
 from .cpu import cpu_percent, sample_cpu_percent
 from .docker import DockerProvider
 from .local import LocalProvider
@@ -89,6 +79,7 @@ from .names import (
     NAME_SUFFIX_BITS,
     POOL_RE,
     NameLedger,
+    instance_name,
     new_instance_name,
     validate_instance_name,
     validate_pool,

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import os
+import pathlib
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from .names import NameLedger, validate_instance_name, validate_pool
-
-DEFAULT_IMAGE = "hapool/base:bookworm"
-DEFAULT_NETWORK = "hapool"
+from .names import NameLedger, instance_name, validate_instance_name, validate_pool
 
 #: Instance states. ``running`` is the only one where ``alive`` is true.
 RUNNING = "running"
@@ -75,10 +74,6 @@ class LaunchSpec:
     box: str | None = None
 
 
-def instance_name(instance: Instance | str) -> str:
-    return validate_instance_name(instance.name if isinstance(instance, Instance) else instance)
-
-
 def sort_instances(instances: list[Instance]) -> list[Instance]:
     return sorted(instances, key=lambda i: (i.pool, i.created, i.name))
 
@@ -99,10 +94,18 @@ class Provider(abc.ABC):
     #: Module option -> constructor setting (``pool_instance``, ``pool_instance_info``, the
     #: inventory plugin); options a provider does not map are ignored.
     OPTIONS: ClassVar[Mapping[str, str]] = {}
-    #: Every name each pool ever used (set by each provider's constructor).
-    ledger: NameLedger
 
-    def __init__(self, *, clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        #: Where the provider keeps its state (its lock, its records, the names ledger).
+        self.state_dir = pathlib.Path(state_dir).absolute()
+        #: Every instance name each pool ever used (``<state_dir>/pools/<pool>/names``).
+        self.ledger = NameLedger(self.state_dir)
         self.clock = clock
         self.rng: random.Random = rng if rng is not None else random.SystemRandom()
 

@@ -17,6 +17,11 @@ from typing import Any
 from ..errors import ProviderError, ProviderUnavailableError
 from .procfs import pid_stopped
 
+#: The pools' default image (hapool never pulls it: scripts/build-base-image.sh builds it) and
+#: the user bridge network the containers join.
+DEFAULT_IMAGE = "hapool/base:bookworm"
+DEFAULT_NETWORK = "hapool"
+
 # --- CPU usage -------------------------------------------------------------------------------------
 
 CGROUP_ROOT = "/sys/fs/cgroup"

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pathlib
 import random
 import re
 import time
@@ -38,20 +37,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from ..errors import ImageNotFoundError, OrphanError, ProviderError, ProviderUnavailableError
-from .base import (
-    DEFAULT_IMAGE,
-    DEFAULT_NETWORK,
-    DESTROYED,
-    RUNNING,
-    STOPPED,
-    Instance,
-    LaunchSpec,
-    Provider,
-    instance_name,
-    sort_instances,
-)
-from .containers import containers_cpu_seconds, engine_cpu_seconds, import_docker_sdk, main_process_stopped
-from .names import NameLedger, validate_pool
+from . import containers
+from .base import DESTROYED, RUNNING, STOPPED, Instance, LaunchSpec, Provider, sort_instances
+from .names import instance_name, validate_pool
 from .net import wait_tcp
 from .state import file_lock
 
@@ -98,8 +86,8 @@ class DockerProvider(Provider):
         state_dir: str | os.PathLike[str],
         *,
         base_url: str | None = None,
-        network: str = DEFAULT_NETWORK,
-        image: str = DEFAULT_IMAGE,
+        network: str = containers.DEFAULT_NETWORK,
+        image: str = containers.DEFAULT_IMAGE,
         timeout: float = 30.0,
         start_timeout: float = 20.0,
         stop_timeout: int = 10,
@@ -107,8 +95,7 @@ class DockerProvider(Provider):
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
-        super().__init__(clock=clock, rng=rng)
-        self.state_dir = pathlib.Path(state_dir).absolute()
+        super().__init__(state_dir, clock=clock, rng=rng)
         self.base_url = base_url
         self.network = network
         self.image = image
@@ -116,7 +103,6 @@ class DockerProvider(Provider):
         self.start_timeout = float(start_timeout)
         self.stop_timeout = int(stop_timeout)
         self.wait_port = wait_port
-        self.ledger = NameLedger(self.state_dir)
         self._client: Any = None
         self._sdk: Any = None
         self._scope: str | None = None
@@ -130,7 +116,7 @@ class DockerProvider(Provider):
         """The connected ``docker.DockerClient`` (made and pinged on first use)."""
         if self._client is not None:
             return self._client
-        docker = self._sdk = import_docker_sdk()
+        docker = self._sdk = containers.import_docker_sdk()
         try:
             if self.base_url:
                 client = docker.DockerClient(base_url=self.base_url, timeout=int(self.timeout))
@@ -238,10 +224,10 @@ class DockerProvider(Provider):
             filters.append(f"{LABEL_INSTANCE}={name}")
         client = self.client()
         try:
-            containers: list[Any] = client.containers.list(all=True, filters={"label": filters})
+            found: list[Any] = client.containers.list(all=True, filters={"label": filters})
         except Exception as exc:
             raise self._api_error("list containers", exc) from exc
-        return containers
+        return found
 
     def list(self, pool: str | None = None) -> list[Instance]:
         return sort_instances([self._to_instance(c) for c in self._containers(pool)])
@@ -264,12 +250,12 @@ class DockerProvider(Provider):
             name = (container.labels or {}).get(LABEL_INSTANCE, "")
             if name in result and container.status == "running":
                 running[name] = str(container.id)
-        result.update(containers_cpu_seconds(running, self._engine_cpu_seconds))
+        result.update(containers.containers_cpu_seconds(running, self._engine_cpu_seconds))
         return result
 
     def _engine_cpu_seconds(self, container_id: str) -> float | None:
         client = self.client()
-        return engine_cpu_seconds(self._sdk, client, container_id)
+        return containers.engine_cpu_seconds(self._sdk, client, container_id)
 
     # -- launch
 
@@ -436,7 +422,7 @@ class DockerProvider(Provider):
             pid = int(state.get("Pid") or 0)
         except (TypeError, ValueError):
             return False
-        return main_process_stopped(str(container.id or ""), pid)
+        return containers.main_process_stopped(str(container.id or ""), pid)
 
     def remove_network(self) -> bool:
         """Remove the project network if no container uses it (teardown). True if removed."""

@@ -48,18 +48,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from ..errors import OrphanError, ProviderError, ProviderUnavailableError
-from .base import (
-    BROKEN,
-    DESTROYED,
-    RUNNING,
-    STOPPED,
-    Instance,
-    LaunchSpec,
-    Provider,
-    instance_name,
-    sort_instances,
-)
-from .names import NameLedger, validate_pool
+from .base import BROKEN, DESTROYED, RUNNING, STOPPED, Instance, LaunchSpec, Provider, sort_instances
+from .names import instance_name, validate_pool
 from .net import wait_tcp
 from .procfs import children, pid_alive, pid_stopped, pids_holding, proc_table, read_pid, tree_cpu_ticks
 from .state import file_lock, read_json, write_json_atomic
@@ -201,11 +191,7 @@ class LocalProvider(Provider):
     """nginx processes on this machine, one prefix directory each."""
 
     name = "local"
-    OPTIONS: ClassVar[dict[str, str]] = {
-        "bind_network": "bind_network",
-        "port": "port",
-        "start_timeout": "start_timeout",
-    }
+    OPTIONS: ClassVar[dict[str, str]] = {o: o for o in ("bind_network", "port", "start_timeout")}
 
     def __init__(
         self,
@@ -220,20 +206,18 @@ class LocalProvider(Provider):
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
-        super().__init__(clock=clock, rng=rng)
-        self.state_dir = pathlib.Path(state_dir).absolute()
-        self.nginx = nginx
-        self.bind_network = bind_network
-        self.port = int(port)
+        super().__init__(state_dir, clock=clock, rng=rng)
         # Worker user. nginx's default when the master runs as root is "nobody", which cannot
         # read a prefix below a private directory (pytest's tmp, a 0700 home): run workers as
         # the controller's user unless told otherwise.
         if user is None and os.geteuid() == 0:
             user = "root"
         self.user = user
+        self.nginx = nginx
+        self.port = int(port)
+        self.bind_network = bind_network
         self.start_timeout = float(start_timeout)
         self.stop_timeout = float(stop_timeout)
-        self.ledger = NameLedger(self.state_dir)
 
     # -- paths
 

@@ -13,6 +13,7 @@ import pathlib
 import random
 import re
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidNameError, NameReusedError, ProviderError
 
@@ -20,23 +21,38 @@ POOL_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 NAME_SUFFIX_BITS = 24  # 6 hex digits: web-3f9a2c
 
+if TYPE_CHECKING:
+    from .base import Instance
+
+
+def _validated(value: str, pattern: re.Pattern[str], what: str, rule: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise InvalidNameError(f"invalid {what} {value!r}: {rule}")
+    return value
+
 
 def validate_pool(pool: str) -> str:
-    if not isinstance(pool, str) or not POOL_RE.match(pool):
-        raise InvalidNameError(
-            f"invalid pool name {pool!r}: use 1-32 characters, a lowercase letter first, then "
-            "lowercase letters, digits or '_' (it names groups, containers and directories)"
-        )
-    return pool
+    return _validated(
+        pool,
+        POOL_RE,
+        "pool name",
+        "use 1-32 characters, a lowercase letter first, then lowercase letters, digits or '_' "
+        "(it names groups, containers and directories)",
+    )
 
 
 def validate_instance_name(name: str) -> str:
-    if not isinstance(name, str) or not INSTANCE_RE.match(name):
-        raise InvalidNameError(
-            f"invalid instance name {name!r}: use 1-63 characters: lowercase letters, digits, "
-            "'-' or '_', a letter or digit first"
-        )
-    return name
+    return _validated(
+        name,
+        INSTANCE_RE,
+        "instance name",
+        "use 1-63 characters: lowercase letters, digits, '-' or '_', a letter or digit first",
+    )
+
+
+def instance_name(instance: Instance | str) -> str:
+    """The validated name of an instance, given as an :class:`Instance` or by its name."""
+    return validate_instance_name(instance if isinstance(instance, str) else instance.name)
 
 
 def new_instance_name(pool: str, rng: random.Random, taken: Collection[str] = ()) -> str:

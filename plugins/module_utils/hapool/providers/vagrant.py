@@ -49,21 +49,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from ..errors import ImageNotFoundError, OrphanError, ProviderError, ProviderUnavailableError
-from .base import (
-    DEFAULT_IMAGE,
-    DEFAULT_NETWORK,
-    DESTROYED,
-    MISSING,
-    RUNNING,
-    STOPPED,
-    Instance,
-    LaunchSpec,
-    Provider,
-    instance_name,
-    sort_instances,
-)
-from .containers import containers_cpu_seconds, engine_cpu_seconds, import_docker_sdk
-from .names import NameLedger, validate_pool
+from . import containers
+from .base import DESTROYED, MISSING, RUNNING, STOPPED, Instance, LaunchSpec, Provider, sort_instances
+from .names import instance_name, validate_pool
 from .net import wait_tcp
 from .state import default_project_dir, file_lock, read_json, write_json_atomic
 
@@ -145,7 +133,7 @@ class _LazyEngine:
             if not self._made:
                 self._made = True
                 try:
-                    self._sdk = import_docker_sdk()
+                    self._sdk = containers.import_docker_sdk()
                 except ProviderUnavailableError:
                     return None, None
                 try:
@@ -160,7 +148,7 @@ class _LazyEngine:
         sdk, client = self._get()
         if client is None:
             return None
-        return engine_cpu_seconds(sdk, client, container_id)
+        return containers.engine_cpu_seconds(sdk, client, container_id)
 
     def __enter__(self) -> _LazyEngine:
         return self
@@ -196,8 +184,8 @@ class VagrantProvider(Provider):
         vagrant_exe: str = "vagrant",
         docker_exe: str = "docker",
         backend: str = "docker",
-        image: str = DEFAULT_IMAGE,
-        network: str = DEFAULT_NETWORK,
+        image: str = containers.DEFAULT_IMAGE,
+        network: str = containers.DEFAULT_NETWORK,
         box: str | None = None,
         vm_network: str = "192.168.56.0/24",
         env: Mapping[str, str] | None = None,
@@ -205,10 +193,10 @@ class VagrantProvider(Provider):
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
-        super().__init__(clock=clock, rng=rng)
         if backend not in BACKENDS:
             raise ProviderError(f"unknown vagrant backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-        self.vagrant_dir = pathlib.Path(vagrant_dir).absolute()
+        super().__init__(vagrant_dir, clock=clock, rng=rng)
+        self.vagrant_dir = self.state_dir
         self.vagrantfile = pathlib.Path(
             vagrantfile if vagrantfile is not None else default_project_dir() / "Vagrantfile"
         ).absolute()
@@ -221,7 +209,6 @@ class VagrantProvider(Provider):
         self.vm_network = vm_network
         self.extra_env = dict(env or {})
         self.start_timeout = float(start_timeout)
-        self.ledger = NameLedger(self.vagrant_dir)
 
     @classmethod
     def settings_from_options(cls, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -484,7 +471,7 @@ class VagrantProvider(Provider):
             if info is not None and (info.get("State") or {}).get("Running"):
                 running[name] = str(info.get("Id", cid))
         with _LazyEngine(self.environment()) as engine:
-            result.update(containers_cpu_seconds(running, engine.cpu_seconds))
+            result.update(containers.containers_cpu_seconds(running, engine.cpu_seconds))
         return result
 
     # -- launch
