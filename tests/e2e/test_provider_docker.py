@@ -31,7 +31,8 @@ from ansible.module_utils.hapool.providers import (
     get_provider,
     sample_cpu_percent,
 )
-from ansible.module_utils.hapool.providers.docker import DockerProvider, cgroup_cpu_seconds
+from ansible.module_utils.hapool.providers.containers import cgroup_cpu_seconds
+from ansible.module_utils.hapool.providers.docker import DockerProvider
 
 pytestmark = pytest.mark.docker
 
