@@ -5,10 +5,11 @@
 #   2. the Python virtual environment in .venv with the pinned requirements
 #   3. a running Docker engine (dockerd started by hand when none answers)
 #   4. the local base image (debootstrap + docker import; nothing is pulled)
+#   5. the systemd image for tests/e2e/test_systemd.py (the base image + systemd, committed)
 # Each step is skipped when already done, so a second run takes seconds.
 #
 # Usage: scripts/setup.sh [--no-docker]
-#   --no-docker   skip steps 3 and 4 (enough for `make demo`, which uses the local provider)
+#   --no-docker   skip steps 3 to 5 (enough for `make demo`, which uses the local provider)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -113,4 +114,36 @@ fi
 
 # ---------------------------------------------------------------- 4. base image
 bash scripts/build-base-image.sh
+
+# ---------------------------------------------------------------- 5. systemd image
+# hapool/systemd:bookworm: the base image plus systemd as PID 1, for tests/e2e/test_systemd.py
+# (the roles' systemd paths, run for real). Built from the base image with apt (the tests
+# themselves reach no network) and committed; labelled with the base image's id, so it is
+# rebuilt only when the base image changes. Needs no --privileged to run (see the test).
+build_systemd_image() {
+    local image=${HAPOOL_SYSTEMD_IMAGE:-hapool/systemd:bookworm}
+    local base=${HAPOOL_BASE_IMAGE:-hapool/base:bookworm}
+    local base_id have builder
+    base_id=$(docker image inspect -f '{{.Id}}' "$base")
+    have=$(docker image inspect -f '{{ index .Config.Labels "io.hapool.base" }}' "$image" 2>/dev/null || true)
+    if [ "$have" = "$base_id" ]; then
+        log "systemd image $image is up to date"
+        return 0
+    fi
+    log "building $image from $base (apt-get install systemd)"
+    builder="hapool-systemd-build-$$"
+    docker rm -f "$builder" > /dev/null 2>&1 || true
+    if ! docker run --name "$builder" "$base" sh -c 'apt-get update -q \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends systemd systemd-sysv dbus \
+            && apt-get clean && rm -rf /var/lib/apt/lists/*' > "$STATE/systemd-image.log" 2>&1; then
+        docker rm -f "$builder" > /dev/null 2>&1 || true
+        tail -20 "$STATE/systemd-image.log" >&2
+        die "could not build $image"
+    fi
+    docker commit --change 'CMD ["/sbin/init"]' --change "LABEL io.hapool.base=$base_id" \
+        "$builder" "$image" > /dev/null || { docker rm -f "$builder" > /dev/null; die "could not commit $image"; }
+    docker rm -f "$builder" > /dev/null
+    log "built $image"
+}
+build_systemd_image
 log "done"
