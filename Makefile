@@ -13,7 +13,8 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help setup setup-local demo test lint \
-        test-unit test-integration test-molecule test-e2e test-chaos bench clean status events
+        test-unit test-integration test-molecule test-e2e test-chaos bench clean status events \
+        collection role-readmes
 
 # Operator views (docs/observability.md):
 #   make status [INVENTORY=inventories/docker] [EVENTS=5] [POOL=web]
@@ -78,6 +79,13 @@ events:  ## the heal/scale event log as a table (POOL=, SINCE=10m|2h|ISO, UNTIL=
 	@python3 scripts/events.py $(if $(POOL),--pool "$(POOL)") $(if $(SINCE),--since "$(SINCE)") \
 	    $(if $(UNTIL),--until "$(UNTIL)") $(if $(ACTION),--action "$(ACTION)") \
 	    $(if $(INSTANCE),--instance "$(INSTANCE)") $(if $(LIMIT),--limit "$(LIMIT)") $(if $(JSON),--json)
+
+# The collection hapool.pool (galaxy.yml; README "Use it from your own repository").
+collection: setup-local  ## build the collection tarball dist/hapool-pool-<version>.tar.gz (scripts/build-collection.py)
+	@python3 scripts/build-collection.py
+
+role-readmes: setup-local  ## regenerate roles/<role>/README.md from meta/argument_specs.yml (scripts/role-readme.py)
+	@python3 scripts/role-readme.py
 
 clean:  ## stop what the demo started and remove local state (keeps .venv and the image)
 	ansible-playbook playbooks/teardown.yml
