@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from .actions import (
@@ -137,15 +137,7 @@ class HealSettings:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "grace_period": self.grace_period,
-            "max_replace_per_run": self.max_replace_per_run,
-            "max_replace_dead_per_run": self.max_replace_dead_per_run,
-            "circuit_threshold": self.circuit_threshold,
-            "backoff": self.backoff,
-            "backoff_max": self.backoff_max,
-            "flap_window": self.flap_window,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)

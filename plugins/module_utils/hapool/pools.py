@@ -8,7 +8,8 @@ as numbers, sizes filled in for pools with a provider). A bad value is an
 be a number, got 'abc' (expected a whole number from 0 to 256)"``. Keys it does not know are kept
 as they are (users add their own). The heal settings are parsed by
 :meth:`healing.HealSettings.from_pool` and the scale settings by
-:meth:`scaling.ScaleSettings.from_pool`, the parsers heal_plan and scale_plan use.
+:meth:`scaling.ScaleSettings.from_pool`, the parsers heal_plan and scale_plan use; every number,
+and the pool's sizes, by ``settings.py``.
 
 Pure: reads nothing but its argument.
 """
