@@ -16,8 +16,8 @@ nomad-autoscaler):
 * ``step`` - step scaling: the first step whose ``[lower, upper)`` holds the average adds
   ``change`` hosts (negative: removes).
 
-Averages are taken over the *warm* hosts only: in the balancer, available (UP), older than
-``warmup`` and with a value for the metric.
+Averages are taken over the *warm* hosts only: in the balancer, serving (``stats.SERVING_STATUSES``:
+UP, NOLB or no check), older than ``warmup`` and with a value for the metric.
 
 Then, in this order: no policy at all keeps the configured ``desired``; a scale-in is held to
 the highest recommendation of the last ``scale_in_stabilization`` seconds (and to the current
