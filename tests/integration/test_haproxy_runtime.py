@@ -196,8 +196,11 @@ def test_remove_server_waits_then_deletes(pool: Pool) -> None:
     thread = slow_request(pool, results)
     assert busy_server(pool) == "web3"
     pool.client.set_server_state("app", "web1", "ready")
-    waited = pool.client.remove_server("app", "web3", timeout=15, interval=0.05)
-    assert waited > 0.5
+    polls: list[float] = []
+    waited = pool.client.remove_server(
+        "app", "web3", timeout=15, interval=0.05, sleep=lambda s: (polls.append(s), time.sleep(s))
+    )
+    assert waited > 0 and polls, "deleted without waiting for the slow request"
     thread.join(2)
     assert results == [(200, 64 * 1024)]
     assert pool.client.get_server("app", "web3") is None
