@@ -62,8 +62,7 @@ from .actions import (
 )
 from .errors import InvalidArgumentError
 from .providers import new_instance_name
-from .settings import number_setting as _number
-from .settings import whole_setting
+from .settings import number_setting, whole_setting
 from .sizing import InstanceLike as Member
 from .stats import FAILED_STATUSES
 
@@ -121,19 +120,19 @@ class HealSettings:
     def from_pool(cls, pool_cfg: Mapping[str, Any]) -> HealSettings:
         """Settings from a pool entry; keys under ``heal:`` win over top-level ones."""
         merged = {**pool_cfg, **(pool_cfg.get("heal") or {})}
-        threshold = _number(merged, "circuit_threshold", cls.circuit_threshold)
+        threshold = number_setting(merged, "circuit_threshold", cls.circuit_threshold)
         if threshold > 1:
             raise InvalidArgumentError(f"circuit_threshold must be a share from 0 to 1, got {threshold:g}")
         return cls(
-            grace_period=_number(merged, "grace_period", cls.grace_period),
+            grace_period=number_setting(merged, "grace_period", cls.grace_period),
             max_replace_per_run=whole_setting(merged, "max_replace_per_run", cls.max_replace_per_run),
             max_replace_dead_per_run=whole_setting(
                 merged, "max_replace_dead_per_run", cls.max_replace_dead_per_run
             ),
             circuit_threshold=threshold,
-            backoff=_number(merged, "backoff", cls.backoff),
-            backoff_max=_number(merged, "backoff_max", cls.backoff_max),
-            flap_window=_number(merged, "flap_window", cls.flap_window),
+            backoff=number_setting(merged, "backoff", cls.backoff),
+            backoff_max=number_setting(merged, "backoff_max", cls.backoff_max),
+            flap_window=number_setting(merged, "flap_window", cls.flap_window),
         )
 
     def as_dict(self) -> dict[str, Any]:
