@@ -112,7 +112,9 @@ def test_the_tarball_holds_the_collection_layout_and_no_repository_import(instal
     assert (path / "plugins" / "module_utils" / "hapool" / "haproxy.py").is_file()
     assert (path / "plugins" / "inventory" / "hapool.py").is_file()
     assert (path / "meta" / "runtime.yml").read_text().count("requires_ansible") == 1
-    assert sorted(p.name for p in (path / "roles").iterdir()) == ["haproxy", "heal_timer", "nginx_web"]
+    roles = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "tasks").is_dir())
+    assert sorted(p.name for p in (path / "roles").iterdir()) == roles
+    assert {"haproxy", "heal_timer", "nginx_web"} <= set(roles)
     assert not list((path / "roles").rglob("molecule"))
     left = [str(p) for p in path.rglob("*.py") if "ansible.module_utils.hapool" in p.read_text()]
     assert left == []
@@ -273,7 +275,8 @@ def test_the_inventory_plugin_by_fqcn_lists_a_local_host(installed: Installed, t
         proc = installed.run("ansible-inventory", "-i", str(config), "--list")
         assert proc.returncode == 0, proc.stderr
         data = json.loads(proc.stdout)
-        assert inst.name in data["web"]["hosts"], proc.stdout + proc.stderr
+        # (ansible-inventory exits 0 when no plugin takes the file: the reason is on stderr)
+        assert inst.name in data.get("web", {}).get("hosts", []), proc.stdout + proc.stderr
         hostvars = data["_meta"]["hostvars"][inst.name]
         assert hostvars["hapool_provider"] in ("local", {"__ansible_unsafe": "local"})
     finally:
