@@ -54,6 +54,8 @@ options:
         C(max_replace_per_run) (1), C(max_replace_dead_per_run) (10), C(circuit_threshold)
         (share of DOWN servers of live hosts above which the circuit opens, 0.5), C(backoff)
         (60), C(backoff_max) (3600), C(flap_window) (300).
+      - Its C(provider), and the C(image), C(network) and C(vagrant_backend) of its C(launch),
+        are the provider options where the task does not give them.
     type: dict
     required: true
   socket:
@@ -237,6 +239,16 @@ from ansible.module_utils.hapool.providers import validate_pool
 from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
 from ansible.module_utils.hapool.sizing import EVENT_DRAIN, leaving_hosts
 
+
+def pool_provider_params(params: Mapping[str, Any], pool_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The provider options: the pool's own (its ``provider``; ``image``, ``network`` and
+    ``vagrant_backend`` of its ``launch``) where the task gives none."""
+    launch = pool_cfg.get("launch") or {}
+    keys = ("image", "network", "vagrant_backend")
+    taken = {k: launch[k] for k in keys if params.get(k) is None and launch.get(k)}
+    return {**params, **taken, "provider": pool_cfg.get("provider") or params["provider"]}
+
+
 #: RV(todo)'s lists and the decisions each one takes.
 TODO_ACTIONS = {"replace": (REPLACE, CLEAN), "remove_servers": (REMOVE_SERVER,), "register": (REGISTER,)}
 
@@ -269,7 +281,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             log_events += [corrupt] if corrupt is not None else []
     leaving = leaving_hosts(history)
     replaced = [e for e in history if e.get("action") in HISTORY_ACTIONS]
-    with provider_from_params(p) as provider:
+    with provider_from_params(pool_provider_params(p, pool_cfg)) as provider:
         instances = provider.list(pool)
         plan = plan_heal(pool_cfg, rows, instances, replaced, now, leaving=leaving)
         taken = provider.ledger.used(pool) | {i.name for i in instances}

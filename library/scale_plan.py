@@ -45,6 +45,8 @@ options:
         C(scale_in_stabilization) (300), C(max_step_out) (4), C(max_step_in) (2), C(warmup)
         (30), C(termination_order) (C(oldest_first) or C(newest_first)), C(protected) (host
         names), C(protect_file), C(drain_timeout) (seconds, 60; used by C(scale.yml)).
+      - Its C(provider), and the C(image), C(network) and C(vagrant_backend) of its C(launch),
+        are the provider options where the task does not give them.
     type: dict
     required: true
   socket:
@@ -280,6 +282,15 @@ def read_protected(path: str | None) -> list[str]:
     return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
 
 
+def pool_provider_params(params: Mapping[str, Any], pool_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The provider options: the pool's own (its ``provider``; ``image``, ``network`` and
+    ``vagrant_backend`` of its ``launch``) where the task gives none."""
+    launch = pool_cfg.get("launch") or {}
+    keys = ("image", "network", "vagrant_backend")
+    taken = {k: launch[k] for k in keys if params.get(k) is None and launch.get(k)}
+    return {**params, **taken, "provider": pool_cfg.get("provider") or params["provider"]}
+
+
 def loop_items(plan: Mapping[str, Any], pool_cfg: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """A plan as lists ready to loop over (RV(todo)), each entry with its pool."""
     status = {host["name"]: host.get("status", "") for host in plan["hosts"]}
@@ -320,7 +331,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             files[policy.name] = None if blank else parse_desired_file(str(text), policy.path)
 
     rows = [row for row in RuntimeClient(p["socket"], timeout=p["timeout"]).show_stat(pool) if row.is_server]
-    with provider_from_params(p) as provider:
+    with provider_from_params(pool_provider_params(p, pool_cfg)) as provider:
         instances = provider.list(pool)
         cpu = None
         if "cpu" in settings.metrics:

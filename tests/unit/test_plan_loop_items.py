@@ -9,8 +9,6 @@ import pathlib
 from types import ModuleType
 from typing import Any
 
-from ansible.plugins.filter.core import flatten
-
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -29,7 +27,7 @@ site_plan = _library("site_plan")
 
 def _join(results: list[dict[str, Any]], key: str) -> list[Any]:
     """What the playbooks write: results | map(attribute='todo.<key>') | flatten(levels=1)."""
-    return list(flatten([r["todo"][key] for r in results], levels=1))
+    return [entry for result in results for entry in result["todo"][key]]
 
 
 def _decision(name: str, action: str, **extra: Any) -> dict[str, Any]:
