@@ -27,17 +27,18 @@ extends_documentation_fragment:
   - hapool_provider
 options:
   pool:
-    description: The pool's name.
-    type: str
+    description:
+      - The pool's name, or its entry of C(hapool_pools) as C(pool_validate) returns it - then
+        O(desired), O(max), O(provider) and the C(image), C(network) and C(vagrant_backend) of
+        its C(launch) are the entry's own where the task does not give them.
+    type: raw
     required: true
   desired:
-    description: How many live hosts the pool should have.
+    description: How many live hosts the pool should have (required with a pool name).
     type: int
-    required: true
   max:
-    description: The most live hosts the pool may have.
+    description: The most live hosts the pool may have (required with a pool name).
     type: int
-    required: true
   event_log:
     description:
       - The healer's event log (JSON lines). Its C(scale_drain) events name the hosts a
@@ -126,6 +127,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.hapool.errors import InvalidArgumentError
 from ansible.module_utils.hapool.events import read_events
 from ansible.module_utils.hapool.healing import HISTORY_ACTIONS, superseded
 from ansible.module_utils.hapool.module import run_module
@@ -143,9 +145,26 @@ def loop_items(plan: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+def pool_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The module's parameters with those of a pool entry filled in where the task gives none."""
+    pool = params["pool"]
+    entry: Mapping[str, Any] = pool if isinstance(pool, Mapping) else {"name": pool}
+    launch = entry.get("launch") or {}
+    out = {**params, "pool": entry.get("name"), "provider": entry.get("provider") or params["provider"]}
+    for key, value in (("desired", entry.get("desired")), ("max", entry.get("max")),
+                       *((k, launch.get(k)) for k in ("image", "network", "vagrant_backend"))):
+        if out.get(key) is None and value is not None:
+            out[key] = value
+    for key in ("desired", "max"):
+        if out.get(key) is None:
+            raise InvalidArgumentError(f"site_plan: {key} is required (the pool entry has none)")
+        out[key] = int(out[key])
+    return out
+
+
 def run(module: AnsibleModule) -> dict[str, Any]:
-    p = module.params
-    pool = validate_pool(p["pool"])
+    p = pool_params(module.params)
+    pool = validate_pool(str(p["pool"] or ""))
     history = []
     if p["event_log"]:
         history = read_events(p["event_log"], pool=pool, actions=(EVENT_DRAIN, *HISTORY_ACTIONS))
@@ -161,9 +180,9 @@ def run(module: AnsibleModule) -> dict[str, Any]:
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "pool": {"type": "str", "required": True},
-            "desired": {"type": "int", "required": True},
-            "max": {"type": "int", "required": True},
+            "pool": {"type": "raw", "required": True},
+            "desired": {"type": "int"},
+            "max": {"type": "int"},
             "event_log": {"type": "path"},
             **PROVIDER_ARGUMENT_SPEC,
         },

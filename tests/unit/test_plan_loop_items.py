@@ -9,6 +9,9 @@ import pathlib
 from types import ModuleType
 from typing import Any
 
+import pytest
+from ansible.module_utils.hapool.errors import InvalidArgumentError
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -103,3 +106,32 @@ def test_site_plan_todo() -> None:
     assert _join(results, "clean") == [
         {"pool": "web", "name": "web-a"}, {"pool": "img", "name": "img-a"}, {"pool": "img", "name": "img-b"}]
     assert _join(results, "launch") == [{"pool": "web"}, {"pool": "web"}, {"pool": "img"}]
+
+
+def test_site_plan_takes_desired_max_and_the_provider_from_the_pool_entry() -> None:
+    base = {"provider": "local", "desired": None, "max": None, "image": None, "network": None,
+            "vagrant_backend": None, "state_dir": "/tmp/x"}
+    entry = {"name": "web", "provider": "docker", "desired": 3, "max": 6,
+             "launch": {"image": "hapool/base:bookworm", "network": "net"}}
+    params = site_plan.pool_params({**base, "pool": entry})
+    assert (params["pool"], params["provider"], params["desired"], params["max"]) == ("web", "docker", 3, 6)
+    launch = (params["image"], params["network"], params["vagrant_backend"])
+    assert launch == ("hapool/base:bookworm", "net", None)
+    # What the task gives wins; a bare name needs desired and max.
+    given = site_plan.pool_params({**base, "pool": entry, "desired": 1, "image": "other"})
+    assert (given["desired"], given["image"], given["max"]) == (1, "other", 6)
+    named = site_plan.pool_params({**base, "pool": "web", "desired": "2", "max": 4})
+    assert (named["pool"], named["provider"], named["desired"], named["max"]) == ("web", "local", 2, 4)
+    with pytest.raises(InvalidArgumentError, match="max is required"):
+        site_plan.pool_params({**base, "pool": "web", "desired": 2})
+
+
+def test_heal_and_scale_plan_take_the_provider_options_from_the_pool() -> None:
+    params = {"provider": "local", "image": None, "network": "mine", "vagrant_backend": None}
+    launch = {"image": "i", "network": "n", "vagrant_backend": "docker"}
+    entry = {"name": "web", "provider": "vagrant", "launch": launch}
+    for module in (heal_plan, scale_plan):
+        got = module.pool_provider_params(params, entry)
+        assert (got["provider"], got["image"], got["network"], got["vagrant_backend"]) == (
+            "vagrant", "i", "mine", "docker")
+        assert module.pool_provider_params(params, {"name": "web"})["provider"] == "local"
