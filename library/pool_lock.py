@@ -21,7 +21,7 @@ description:
     "locked" and end cleanly). O(state=released) gives it up if O(owner) holds it.
   - A run that crashed leaves a lease that expires after O(ttl) seconds, or at once when the
     C(ansible-playbook) process that took it is gone (the lease records its pid and start time).
-  - This module was called C(heal_lock) before version 0.3.0; the lease file and its format are
+  - This module was called C(heal_lock) earlier; the lease file and its format are
     unchanged (default C(<state root>/heal/heal.lock)), so a run of either version sees the
     other's lease.
 version_added: "0.1.0"
