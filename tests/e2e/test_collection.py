@@ -137,6 +137,47 @@ def test_ansible_doc_renders_from_the_installed_collection(installed: Installed)
     assert short.stdout == "" and "haproxy_server was not found" in short.stderr
 
 
+def test_a_role_of_the_collection_finds_the_collections_modules_by_short_name(installed: Installed) -> None:
+    """Why the build leaves the roles' module names alone: a role of a collection searches its
+    own collection first. A play outside the collection does not know the short name."""
+    probe = installed.path / "roles" / "haproxy" / "tasks" / "probe_short_name.yml"
+    probe.write_text(
+        "---\n- name: A module of the collection by its short name\n  pool_validate:\n    pools: []\n"
+    )
+    try:
+        inside = installed.playbook(
+            "probe-role.yml",
+            """\
+            - name: Short name inside the collection's role
+              hosts: localhost
+              gather_facts: false
+              tasks:
+                - name: Include the probe
+                  ansible.builtin.include_role:
+                    name: hapool.pool.haproxy
+                    tasks_from: probe_short_name
+            """,
+        )
+        assert inside.returncode == 0, inside.stdout + inside.stderr
+        assert "TASK [hapool.pool.haproxy : A module of the collection by its short name]" in inside.stdout
+        outside = installed.playbook(
+            "probe-play.yml",
+            """\
+            - name: Short name in a play of the user's repository
+              hosts: localhost
+              gather_facts: false
+              tasks:
+                - name: Not found
+                  pool_validate:
+                    pools: []
+            """,
+        )
+        assert outside.returncode != 0
+        assert "pool_validate" in outside.stdout + outside.stderr
+    finally:
+        probe.unlink()
+
+
 def test_modules_by_fqcn_change_a_real_haproxy(installed: Installed, tmp_path: Path) -> None:
     web1 = start_nginx(tmp_path / "web1", "web1")
     web2 = start_nginx(tmp_path / "web2", "web2")
