@@ -46,6 +46,7 @@ author:
   - hapool contributors
 extends_documentation_fragment:
   - hapool_provider
+  - haproxy_runtime
 options:
   pool:
     description:
@@ -58,14 +59,6 @@ options:
         are the provider options where the task does not give them.
     type: dict
     required: true
-  socket:
-    description: HAProxy's runtime API (unix socket path or C(host:port)).
-    type: str
-    default: /run/haproxy/admin.sock
-  timeout:
-    description: Seconds to wait for HAProxy's answer.
-    type: float
-    default: 5.0
   event_log:
     description:
       - The healer's event log (JSON lines). Its C(replace_launch), C(replace) and
@@ -223,7 +216,7 @@ from ansible.module_utils.hapool.events import (
     make_event,
     read_events_checked,
 )
-from ansible.module_utils.hapool.haproxy import RuntimeClient
+from ansible.module_utils.hapool.haproxy import RUNTIME_ARGUMENT_SPEC, RuntimeClient
 from ansible.module_utils.hapool.healing import (
     BACKOFF,
     CLEAN,
@@ -335,8 +328,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "pool": {"type": "dict", "required": True},
-            "socket": {"type": "str", "default": "/run/haproxy/admin.sock"},
-            "timeout": {"type": "float", "default": 5.0},
+            **RUNTIME_ARGUMENT_SPEC,
             **PROVIDER_ARGUMENT_SPEC,
             "event_log": {"type": "path"},
             "now": {"type": "float"},

@@ -36,6 +36,7 @@ author:
   - hapool contributors
 extends_documentation_fragment:
   - hapool_provider
+  - haproxy_runtime
 options:
   pool:
     description:
@@ -49,14 +50,6 @@ options:
         are the provider options where the task does not give them.
     type: dict
     required: true
-  socket:
-    description: HAProxy's runtime API (unix socket path or C(host:port)).
-    type: str
-    default: /run/haproxy/admin.sock
-  timeout:
-    description: Seconds to wait for HAProxy's answer.
-    type: float
-    default: 5.0
   event_log:
     description:
       - The event log (JSON lines) shared with the healer. Its C(scale_out), C(scale_in),
@@ -246,7 +239,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.hapool.events import read_events
-from ansible.module_utils.hapool.haproxy import RuntimeClient
+from ansible.module_utils.hapool.haproxy import RUNTIME_ARGUMENT_SPEC, RuntimeClient
 from ansible.module_utils.hapool.healing import HISTORY_ACTIONS, superseded
 from ansible.module_utils.hapool.module import run_module
 from ansible.module_utils.hapool.providers import sample_cpu_percent, validate_pool
@@ -357,8 +350,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "pool": {"type": "dict", "required": True},
-            "socket": {"type": "str", "default": "/run/haproxy/admin.sock"},
-            "timeout": {"type": "float", "default": 5.0},
+            **RUNTIME_ARGUMENT_SPEC,
             **PROVIDER_ARGUMENT_SPEC,
             "event_log": {"type": "path"},
             "protect_file": {"type": "path"},

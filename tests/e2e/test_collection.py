@@ -178,6 +178,32 @@ def test_a_role_of_the_collection_finds_the_collections_modules_by_short_name(in
         probe.unlink()
 
 
+def test_the_old_lock_name_redirects_to_pool_lock_with_a_deprecation(installed: Installed, tmp_path: Path) -> None:
+    """heal_lock was renamed pool_lock (the lock heal, scale and site share): a user's playbook
+    that still says hapool.pool.heal_lock takes the same lock and is told the new name."""
+    lock = tmp_path / "pool.lock"
+    result = installed.playbook(
+        "old-lock-name.yml",
+        f"""\
+        - name: The lock by its old name
+          hosts: localhost
+          gather_facts: false
+          tasks:
+            - name: Take it
+              hapool.pool.heal_lock:
+                path: {lock}
+                owner: old-name
+              register: taken
+            - name: It was taken
+              ansible.builtin.assert:
+                that: taken.acquired
+        """,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "hapool.pool.pool_lock" in result.stderr, result.stderr
+    assert "old-name" in lock.read_text()
+
+
 def test_modules_by_fqcn_change_a_real_haproxy(installed: Installed, tmp_path: Path) -> None:
     web1 = start_nginx(tmp_path / "web1", "web1")
     web2 = start_nginx(tmp_path / "web2", "web2")

@@ -73,11 +73,6 @@ def _fragment(name: str) -> dict[str, Any]:
     return options
 
 
-# Modules that take the runtime options but still document them themselves (owned elsewhere;
-# issue 15 asks them to extend the fragment too). Empty this set when they do.
-RUNTIME_OWN_WORDING = {"heal_plan", "scale_plan"}
-
-
 def test_runtime_options_are_documented_once(rendered: dict[str, Any]) -> None:
     """Every module taking ``socket``/``timeout`` takes RUNTIME_ARGUMENT_SPEC and renders the
     one wording of the haproxy_runtime doc fragment."""
@@ -88,8 +83,6 @@ def test_runtime_options_are_documented_once(rendered: dict[str, Any]) -> None:
     for name in users:
         spec = argument_spec(name)
         assert {key: spec[key] for key in RUNTIME_ARGUMENT_SPEC} == RUNTIME_ARGUMENT_SPEC, name
-        if name in RUNTIME_OWN_WORDING:
-            continue
         options = rendered[name]["doc"]["options"]
         for option, doc in fragment.items():
             assert options[option] == doc, (name, option)
