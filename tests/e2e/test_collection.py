@@ -178,7 +178,7 @@ def test_a_role_of_the_collection_finds_the_collections_modules_by_short_name(in
         probe.unlink()
 
 
-def test_the_old_lock_name_redirects_to_pool_lock_with_a_deprecation(installed: Installed, tmp_path: Path) -> None:
+def test_the_old_lock_name_redirects_to_pool_lock(installed: Installed, tmp_path: Path) -> None:
     """heal_lock was renamed pool_lock (the lock heal, scale and site share): a user's playbook
     that still says hapool.pool.heal_lock takes the same lock and is told the new name."""
     lock = tmp_path / "pool.lock"
