@@ -208,7 +208,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hapool.actions import CIRCUIT_OPEN
+from ansible.module_utils.hapool.actions import BACKOFF_SKIP, CIRCUIT_OPEN
 from ansible.module_utils.hapool.events import (
     EVENT_LOG_CORRUPT,
     append_events,
@@ -218,7 +218,6 @@ from ansible.module_utils.hapool.events import (
 )
 from ansible.module_utils.hapool.haproxy import RUNTIME_ARGUMENT_SPEC, RuntimeClient
 from ansible.module_utils.hapool.healing import (
-    BACKOFF,
     CLEAN,
     HISTORY_ACTIONS,
     REGISTER,
@@ -293,12 +292,12 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             )
         )
     for decision in plan.decisions:
-        if decision.action == BACKOFF:
+        if decision.action == BACKOFF_SKIP:
             events.append(
                 make_event(
                     time=now,
                     pool=pool,
-                    action=BACKOFF,
+                    action=BACKOFF_SKIP,
                     instance=decision.name,
                     reason=decision.reason,
                     not_before=decision.not_before,

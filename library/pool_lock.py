@@ -105,6 +105,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.hapool.lock import acquire, release
 from ansible.module_utils.hapool.module import run_module
+from ansible.module_utils.hapool.providers.procfs import read_stat
 
 
 def playbook_pid() -> int | None:
@@ -116,18 +117,19 @@ def playbook_pid() -> int | None:
     for _ in range(16):
         if pid <= 1:
             break
+        stat = read_stat(pid)
+        if stat is None:
+            break
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
                 cmdline = fh.read().split(b"\0")
-            with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
-                parent = int(fh.read().rsplit(")", 1)[-1].split()[1])
-        except (OSError, ValueError, IndexError):
+        except OSError:
             break
         if any(part.endswith(b"ansible-playbook") for part in cmdline[:2]):
             found = pid
         elif found is not None:
             break
-        pid = parent
+        pid = stat.ppid
     return found
 
 

@@ -238,6 +238,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.hapool.errors import MetricFileError
 from ansible.module_utils.hapool.events import read_events
 from ansible.module_utils.hapool.haproxy import RUNTIME_ARGUMENT_SPEC, RuntimeClient
 from ansible.module_utils.hapool.healing import HISTORY_ACTIONS, superseded
@@ -248,7 +249,6 @@ from ansible.module_utils.hapool.scaling import (
     IN,
     OUT,
     SCALE_EVENTS,
-    MetricFileError,
     ScaleSettings,
     observe,
     parse_desired_file,

@@ -30,12 +30,12 @@ from ansible.module_utils.hapool.actions import (
     SCALE_OUT,
     SCALE_RECOMMENDATION,
 )
+from ansible.module_utils.hapool.errors import EventLogError
 from ansible.module_utils.hapool.events import (
     KEY_TYPES,
     MAX_DEPTH,
     MAX_LINE_BYTES,
     CheckedEvents,
-    EventLogError,
     append_events,
     check_line,
     corrupt_log_event,

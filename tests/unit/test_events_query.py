@@ -12,8 +12,8 @@ import subprocess
 import sys
 
 import pytest
+from ansible.module_utils.hapool.errors import EventLogError
 from ansible.module_utils.hapool.events import (
-    EventLogError,
     append_events,
     count_actions,
     event_details,

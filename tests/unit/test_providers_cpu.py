@@ -212,7 +212,8 @@ def stat_text(comm="nginx", utime=7, stime=3, cutime=0, cstime=0) -> str:
 def test_parse_proc_stat_fields():
     st = parse_proc_stat(stat_text(utime=120, stime=45, cutime=9, cstime=1) + "\n")
     assert st == ProcStat(
-        pid=4242, comm="nginx", state="S", ppid=4200, utime=120, stime=45, cutime=9, cstime=1
+        pid=4242, comm="nginx", state="S", ppid=4200, utime=120, stime=45, cutime=9, cstime=1,
+        starttime=123456,
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from ansible.module_utils.hapool.errors import ProviderError
+from ansible.module_utils.hapool.lock import holder_alive, process_start
 from ansible.module_utils.hapool.providers.procfs import (
     ProcStat,
     children,
@@ -101,6 +102,29 @@ def test_real_process_stopped_continued_zombie_and_gone(child):
     assert not pid_alive(child.pid) and not pid_stopped(child.pid)
 
 
+def test_start_time_names_the_process_for_the_pool_lock(child):
+    """lock.py's holder check reads the start time through read_stat: field 22 of the stat line
+    (counted after the command name, which holds spaces and parentheses here)."""
+    with open(f"/proc/{child.pid}/stat", encoding="utf-8") as fh:
+        field_22 = fh.read().rsplit(")", 1)[1].split()[19]
+    stat = read_stat(child.pid)
+    assert stat is not None and stat.starttime == int(field_22)
+    assert process_start(child.pid) == field_22
+    lease = {"holder_pid": child.pid, "holder_start": field_22}
+    assert holder_alive(lease)
+    assert not holder_alive({**lease, "holder_start": str(int(field_22) + 1)})  # a recycled pid
+    os.kill(child.pid, signal.SIGKILL)
+    assert wait_for_state(child.pid, "Z").state == "Z"
+    assert process_start(child.pid) is None and not holder_alive(lease)  # a zombie holds nothing
+    child.wait()
+    assert process_start(child.pid) is None
+
+
+def test_a_line_without_a_start_time_has_none():
+    assert parse_proc_stat(f"4321 (nginx) {' '.join(TAIL.split()[:19])}").starttime is None
+    assert parse_proc_stat(f"4321 (nginx) {TAIL}").starttime == 900
+
+
 # --- stat lines of awkward shapes ----------------------------------------------------------------
 
 
@@ -119,7 +143,8 @@ def test_real_process_stopped_continued_zombie_and_gone(child):
 )
 def test_comm_with_spaces_and_parentheses(comm):
     stat = parse_proc_stat(f"4321 ({comm}) {TAIL}\n")
-    assert stat == ProcStat(pid=4321, comm=comm, state="S", ppid=1, utime=7, stime=3, cutime=2, cstime=1)
+    assert stat == ProcStat(pid=4321, comm=comm, state="S", ppid=1, utime=7, stime=3, cutime=2, cstime=1,
+                            starttime=900)
 
 
 @pytest.mark.parametrize(

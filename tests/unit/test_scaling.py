@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 from ansible.module_utils.hapool.actions import SCALE_DRAIN, SCALE_IN, SCALE_OUT, SCALE_RECOMMENDATION
-from ansible.module_utils.hapool.errors import InvalidArgumentError
+from ansible.module_utils.hapool.errors import InvalidArgumentError, MetricFileError
 from ansible.module_utils.hapool.scaling import (
     HostObservation,
-    MetricFileError,
     ScaleSettings,
     observe,
     parse_desired_file,

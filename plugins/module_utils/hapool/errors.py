@@ -80,6 +80,23 @@ class DrainTimeoutError(RuntimeApiError):
         )
 
 
+# --- files hapool keeps or reads -------------------------------------------------------------
+
+
+class LockError(HapoolError):
+    """The pool lock's file cannot be used (permissions, a directory in the way) or a lease was
+    asked for with a bad owner or ttl (lock.py)."""
+
+
+class EventLogError(HapoolError):
+    """The event log cannot be written or read (events.py)."""
+
+
+class MetricFileError(HapoolError):
+    """A metric file holds something other than a whole number of hosts, or cannot be read
+    (scaling.py, scale_plan)."""
+
+
 # --- providers (plugins/module_utils/hapool/providers) ----------------------------------------
 
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict, Unpack
 
 from .actions import EVENT_LOG_CORRUPT  # re-exported: heal_plan and the e2e tests import it from here
-from .errors import HapoolError
+from .errors import EventLogError
 
 Event = dict[str, Any]
 
@@ -51,10 +51,6 @@ MAX_LINE_BYTES = 1 << 20
 MAX_DEPTH = 16
 #: The last time an event may have: 9999-12-31T23:59:59Z (later ones cannot be displayed).
 MAX_TIME = 253402300799.0
-
-
-class EventLogError(HapoolError):
-    """The event log cannot be written or read."""
 
 
 def make_event(
@@ -507,7 +503,6 @@ __all__ = [
     "CheckedEvents",
     "Event",
     "EventFilter",
-    "EventLogError",
     "append_event",
     "append_events",
     "check_line",

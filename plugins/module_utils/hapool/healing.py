@@ -66,8 +66,6 @@ from .settings import number_setting, whole_setting
 from .sizing import InstanceLike as Member
 from .stats import FAILED_STATUSES
 
-#: Old name of :data:`actions.BACKOFF_SKIP` (library/heal_plan.py imports it).
-BACKOFF = BACKOFF_SKIP
 #: The events :func:`plan_heal` reads as history: a replacement about to be launched (its name,
 #: picked by the plan, logged before the launch: the link survives a run that fails or is killed
 #: later), a replacement done, and a failed attempt.
@@ -542,7 +540,6 @@ def _guard(  # noqa: PLR0917 - internal
 
 
 __all__ = [
-    "BACKOFF",
     "BACKOFF_SKIP",
     "CAPPED",
     "CIRCUIT_OPEN",

@@ -18,11 +18,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import HapoolError
-
-
-class LockError(HapoolError):
-    """The lock file cannot be used (permissions, a directory in the way)."""
+from .errors import LockError
+from .providers.procfs import read_stat  # providers/ never imports lock.py: no import cycle
 
 
 @dataclass(frozen=True)
@@ -72,15 +69,12 @@ def _write(fd: int, value: dict[str, Any]) -> None:
 
 
 def process_start(pid: int) -> str | None:
-    """The start time of ``pid`` (clock ticks since boot, /proc), None if it does not run."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
-            fields = fh.read().rsplit(")", 1)[-1].split()
-    except OSError:
+    """The start time of ``pid`` (clock ticks since boot, from ``procfs.read_stat``), None if it
+    does not run (or is a zombie)."""
+    stat = read_stat(pid)
+    if stat is None or stat.state in ("Z", "X", "x") or stat.starttime is None:
         return None
-    if not fields or fields[0] in ("Z", "X", "x") or len(fields) < 20:
-        return None
-    return fields[19]
+    return str(stat.starttime)
 
 
 def holder_alive(lease: dict[str, Any]) -> bool:
@@ -133,4 +127,4 @@ def release(path: str, owner: str) -> bool:
         os.close(fd)
 
 
-__all__ = ["LeaseResult", "LockError", "acquire", "holder_alive", "process_start", "release"]
+__all__ = ["LeaseResult", "acquire", "holder_alive", "process_start", "release"]

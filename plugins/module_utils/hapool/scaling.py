@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .actions import SCALE_DRAIN, SCALE_IN, SCALE_LAUNCH, SCALE_OUT, SCALE_RECOMMENDATION, SCALE_REMOVE
-from .errors import HapoolError, InvalidArgumentError
+from .errors import InvalidArgumentError, MetricFileError
 from .settings import number_setting as _number
 from .settings import pool_sizes
 from .settings import whole_setting as _whole
@@ -63,10 +63,6 @@ OUT = SCALE_OUT
 IN = SCALE_IN
 NONE = "none"
 
-
-
-class MetricFileError(HapoolError):
-    """A metric file holds something other than a whole number of hosts."""
 
 
 _COUNT = re.compile(r"\A\s*(\d{1,6})\s*\Z")
@@ -663,7 +659,6 @@ __all__ = [
     "POLICY_KINDS",
     "SCALE_EVENTS",
     "HostObservation",
-    "MetricFileError",
     "Policy",
     "Recommendation",
     "ScalePlan",

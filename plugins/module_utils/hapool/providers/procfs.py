@@ -28,6 +28,9 @@ class ProcStat(NamedTuple):
     stime: int
     cutime: int  # user time of waited-for children
     cstime: int  # system time of waited-for children
+    #: When the process started (field 22, clock ticks after boot): with the pid, it names one
+    #: process (a recycled pid has another). ``None`` on a line too short to have it.
+    starttime: int | None = None
 
 
 def parse_proc_stat(text: str) -> ProcStat:
@@ -36,7 +39,7 @@ def parse_proc_stat(text: str) -> ProcStat:
     ``comm`` (field 2) is the command name in parentheses and may itself hold spaces and
     parentheses (``(nginx: (x) y)``), so it runs from the first ``(`` to the LAST ``)``; the
     remaining fields are split on whitespace: state, ppid, ..., utime (14), stime (15), cutime
-    (16), cstime (17). Raises :class:`ProviderError` if the text is not of that shape.
+    (16), cstime (17), ..., starttime (22). Raises :class:`ProviderError` if the text is not of that shape.
     """
     head, paren, tail = text.partition("(")
     comm, close, rest = tail.rpartition(")")
@@ -53,6 +56,7 @@ def parse_proc_stat(text: str) -> ProcStat:
             stime=int(fields[12]),
             cutime=int(fields[13]),
             cstime=int(fields[14]),
+            starttime=int(fields[19]) if len(fields) > 19 else None,
         )
     except ValueError as exc:
         raise ProviderError(f"unexpected /proc/<pid>/stat text {text[:120]!r}: {exc}") from exc
