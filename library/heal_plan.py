@@ -218,11 +218,8 @@ from ansible.module_utils.hapool.events import (
 )
 from ansible.module_utils.hapool.haproxy import RUNTIME_ARGUMENT_SPEC, RuntimeClient
 from ansible.module_utils.hapool.healing import (
-    CLEAN,
     HISTORY_ACTIONS,
-    REGISTER,
-    REMOVE_SERVER,
-    REPLACE,
+    loop_items,
     name_new_replacements,
     plan_heal,
 )
@@ -239,19 +236,6 @@ def pool_provider_params(params: Mapping[str, Any], pool_cfg: Mapping[str, Any])
     keys = ("image", "network", "vagrant_backend")
     taken = {k: launch[k] for k in keys if params.get(k) is None and launch.get(k)}
     return {**params, **taken, "provider": pool_cfg.get("provider") or params["provider"]}
-
-
-#: RV(todo)'s lists and the decisions each one takes.
-TODO_ACTIONS = {"replace": (REPLACE, CLEAN), "remove_servers": (REMOVE_SERVER,), "register": (REGISTER,)}
-
-
-def loop_items(plan: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """A plan's decisions as lists ready to loop over (RV(todo)), each entry with its pool."""
-    pool = plan["pool"]
-    return {
-        key: [{**decision, "pool": pool} for decision in plan["decisions"] if decision["action"] in actions]
-        for key, actions in TODO_ACTIONS.items()
-    }
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:

@@ -246,10 +246,9 @@ from ansible.module_utils.hapool.module import run_module
 from ansible.module_utils.hapool.providers import sample_cpu_percent, validate_pool
 from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
 from ansible.module_utils.hapool.scaling import (
-    IN,
-    OUT,
     SCALE_EVENTS,
     ScaleSettings,
+    loop_items,
     observe,
     parse_desired_file,
     plan_scale,
@@ -282,29 +281,6 @@ def pool_provider_params(params: Mapping[str, Any], pool_cfg: Mapping[str, Any])
     keys = ("image", "network", "vagrant_backend")
     taken = {k: launch[k] for k in keys if params.get(k) is None and launch.get(k)}
     return {**params, **taken, "provider": pool_cfg.get("provider") or params["provider"]}
-
-
-def loop_items(plan: Mapping[str, Any], pool_cfg: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """A plan as lists ready to loop over (RV(todo)), each entry with its pool."""
-    status = {host["name"]: host.get("status", "") for host in plan["hosts"]}
-    remove = [
-        {
-            "pool": plan["pool"],
-            "name": name,
-            "new": name in plan["drain"],
-            # A host the plan does not list is taken as in the balancer: deleting a server that
-            # is not there is a no-op, skipping one that is would leave an orphan.
-            "in_balancer": status.get(name, "") is not None,
-            "drain_timeout": plan["settings"]["drain_timeout"],
-        }
-        for name in plan["remove"]
-    ]
-    return {
-        "remove": remove,
-        "launch": [dict(pool_cfg) for _ in range(plan["launch"])],
-        "scale_out": [dict(plan)] if plan["action"] == OUT else [],
-        "scale_in": [dict(plan)] if plan["action"] == IN else [],
-    }
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""The plan modules' `todo` lists (heal_plan, scale_plan, site_plan): ready to loop over, each
-entry with its pool, and several pools' lists joined by `map(attribute=...) | flatten(levels=1)`
-as the playbooks do."""
+"""The plan modules' `todo` lists (healing.loop_items, scaling.loop_items, site_plan's): ready to
+loop over, each entry with its pool, and several pools' lists joined by
+`map(attribute=...) | flatten(levels=1)` as the playbooks do."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from ansible.module_utils.hapool import healing, scaling
 from ansible.module_utils.hapool.errors import InvalidArgumentError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -43,7 +44,7 @@ def test_heal_plan_todo_sorts_the_decisions_and_adds_the_pool() -> None:
         _decision("web-c", "clean"), _decision("web-d", "remove_server"), _decision("web-e", "register"),
         _decision("web-f", "backoff_skip"), _decision("web-g", "circuit_open"),
     ]}
-    todo = heal_plan.loop_items(plan)
+    todo = healing.loop_items(plan)
     assert [(d["pool"], d["name"], d["action"]) for d in todo["replace"]] == [
         ("web", "web-a", "replace"), ("web", "web-c", "clean")]
     assert todo["replace"][0]["replacement"] == "web-x"  # the whole decision is kept
@@ -54,7 +55,7 @@ def test_heal_plan_todo_sorts_the_decisions_and_adds_the_pool() -> None:
 
 
 def test_heal_plan_todo_of_several_pools_flattens_to_one_list_in_pool_order() -> None:
-    results = [{"todo": heal_plan.loop_items({"pool": pool, "decisions": decisions})} for pool, decisions in (
+    results = [{"todo": healing.loop_items({"pool": pool, "decisions": decisions})} for pool, decisions in (
         ("web", [_decision("web-a", "replace"), _decision("web-b", "register")]),
         ("api", []),
         ("img", [_decision("img-a", "clean"), _decision("img-b", "replace")]),
@@ -75,7 +76,7 @@ def _scale(pool: str, action: str, *, launch: int = 0, drain: tuple[str, ...] = 
 def test_scale_plan_todo_removes_launches_and_decisions() -> None:
     plan = _scale("web", "scale_in", drain=("web-b",), leaving=("web-a",),
                   hosts=(("web-a", None), ("web-b", "UP"), ("web-c", "UP")))
-    todo = scale_plan.loop_items(plan, {"name": "web", "provider": "local"})
+    todo = scaling.loop_items(plan, {"name": "web", "provider": "local"})
     assert todo["remove"] == [
         {"pool": "web", "name": "web-a", "new": False, "in_balancer": False, "drain_timeout": 45.0},
         {"pool": "web", "name": "web-b", "new": True, "in_balancer": True, "drain_timeout": 45.0},
@@ -83,18 +84,18 @@ def test_scale_plan_todo_removes_launches_and_decisions() -> None:
     assert todo["launch"] == [] and todo["scale_out"] == [] and todo["scale_in"] == [plan]
 
     out = _scale("web", "scale_out", launch=2)
-    todo = scale_plan.loop_items(out, {"name": "web", "provider": "local"})
+    todo = scaling.loop_items(out, {"name": "web", "provider": "local"})
     assert todo["launch"] == [{"name": "web", "provider": "local"}] * 2
     assert todo["scale_out"] == [out] and todo["scale_in"] == [] and todo["remove"] == []
 
 
 def test_scale_plan_todo_takes_a_host_the_plan_does_not_list_as_in_the_balancer() -> None:
-    todo = scale_plan.loop_items(_scale("web", "none", leaving=("web-z",)), {"name": "web"})
+    todo = scaling.loop_items(_scale("web", "none", leaving=("web-z",)), {"name": "web"})
     assert todo["remove"][0]["in_balancer"] is True
 
 
 def test_scale_plan_todo_of_several_pools_flattens() -> None:
-    results = [{"todo": scale_plan.loop_items(_scale(p, "scale_out", launch=n), {"name": p})}
+    results = [{"todo": scaling.loop_items(_scale(p, "scale_out", launch=n), {"name": p})}
                for p, n in (("web", 1), ("api", 0), ("img", 2))]
     assert [p["name"] for p in _join(results, "launch")] == ["web", "img", "img"]
     assert [p["pool"] for p in _join(results, "scale_out")] == ["web", "api", "img"]

@@ -539,6 +539,24 @@ def _guard(  # noqa: PLR0917 - internal
     return out
 
 
+#: The lists of heal_plan's ``todo`` result and the decisions each one takes.
+TODO_ACTIONS: dict[str, tuple[str, ...]] = {
+    "replace": (REPLACE, CLEAN),
+    "remove_servers": (REMOVE_SERVER,),
+    "register": (REGISTER,),
+}
+
+
+def loop_items(plan: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """A plan's decisions (:meth:`HealPlan.as_dict`) as lists ready to loop over (heal_plan's
+    ``todo``, see :data:`TODO_ACTIONS`), each entry a copy of its decision with the plan's pool."""
+    pool = plan["pool"]
+    return {
+        key: [{**decision, "pool": pool} for decision in plan["decisions"] if decision["action"] in actions]
+        for key, actions in TODO_ACTIONS.items()
+    }
+
+
 __all__ = [
     "BACKOFF_SKIP",
     "CAPPED",
@@ -551,6 +569,7 @@ __all__ = [
     "REPLACE",
     "REPLACE_FAILED",
     "REPLACE_LAUNCH",
+    "TODO_ACTIONS",
     "WAIT",
     "Decision",
     "HealPlan",
@@ -562,6 +581,7 @@ __all__ = [
     "early_failures",
     "failed_attempts",
     "launched_replacement",
+    "loop_items",
     "name_new_replacements",
     "plan_heal",
     "pool_max",

@@ -651,6 +651,31 @@ def plan_scale(  # noqa: PLR0912, PLR0915 - one readable pass over the rules, in
     )
 
 
+def loop_items(plan: Mapping[str, Any], pool_cfg: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """A plan (:meth:`ScalePlan.as_dict`) as lists ready to loop over (scale_plan's ``todo``):
+    ``remove`` (one entry per host to take out, with its pool), ``launch`` (the pool entry
+    ``pool_cfg`` once per host to launch), ``scale_out`` / ``scale_in`` (the plan, when it is one)."""
+    status = {host["name"]: host.get("status", "") for host in plan["hosts"]}
+    remove = [
+        {
+            "pool": plan["pool"],
+            "name": name,
+            "new": name in plan["drain"],
+            # A host the plan does not list is taken as in the balancer: deleting a server that
+            # is not there is a no-op, skipping one that is would leave an orphan.
+            "in_balancer": status.get(name, "") is not None,
+            "drain_timeout": plan["settings"]["drain_timeout"],
+        }
+        for name in plan["remove"]
+    ]
+    return {
+        "remove": remove,
+        "launch": [dict(pool_cfg) for _ in range(plan["launch"])],
+        "scale_out": [dict(plan)] if plan["action"] == OUT else [],
+        "scale_in": [dict(plan)] if plan["action"] == IN else [],
+    }
+
+
 __all__ = [
     "IN",
     "METRICS",
@@ -664,6 +689,7 @@ __all__ = [
     "ScalePlan",
     "ScaleSettings",
     "Step",
+    "loop_items",
     "observe",
     "parse_desired_file",
     "plan_scale",
