@@ -409,13 +409,14 @@ state_file_written:
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hapool.errors import DrainTimeoutError, HapoolError
+from ansible.module_utils.hapool.errors import HapoolError
 from ansible.module_utils.hapool.haproxy import RUNTIME_ARGUMENT_SPEC, RuntimeClient
 from ansible.module_utils.hapool.module import fail, run_module
 from ansible.module_utils.hapool.server_change import (
     SERVER_ARGUMENT_SPEC,
     WantedServer,
     execute_plan,
+    failure_result,
     plan_server_change,
 )
 
@@ -424,7 +425,11 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     wanted = WantedServer.from_params(module.params)  # refuses bad input before HAProxy is contacted
     client = RuntimeClient(module.params["socket"], timeout=module.params["timeout"])
     client.require_admin()
-    plan = plan_server_change(client.get_server(wanted.backend, wanted.name), wanted)
+    before = client.get_server(wanted.backend, wanted.name)
+    try:
+        plan = plan_server_change(before, wanted)
+    except HapoolError as exc:  # a missing server without address or port
+        fail(module, exc, **failure_result(wanted, exc))
     result = plan.result(diff=module._diff)
     if module.check_mode:
         return result
@@ -433,10 +438,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     try:
         result.update(execute_plan(client, plan, sent=sent).result())
     except HapoolError as exc:
-        drain = {"sessions": exc.sessions, "queued": exc.queued} if isinstance(exc, DrainTimeoutError) else {}
-        fail(
-            module, exc, changed=bool(sent), commands=sent, backend=wanted.backend, name=wanted.name, **drain
-        )
+        fail(module, exc, **failure_result(wanted, exc, sent))
 
     after = client.get_server(wanted.backend, wanted.name)
     result["server"] = after.as_dict() if after else None

@@ -113,6 +113,9 @@ def test_add_check_mode_changes_nothing_then_add_is_idempotent(pool: Pool) -> No
 def test_missing_server_without_address_fails(pool: Pool) -> None:
     result = server(pool, "web9", state="ready")
     assert result["failed"] and "give address and port" in result["msg"]
+    assert (result["backend"], result["name"]) == ("app", "web9")
+    planned = server_check(pool, "web9", state="ready")  # check mode fails the same way
+    assert planned["failed"] and (planned["backend"], planned["name"]) == ("app", "web9")
 
 
 def test_drain_maint_ready_check_mode_and_idempotence(pool: Pool) -> None:

@@ -12,14 +12,24 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from ansible.module_utils.hapool.errors import HapoolError, InvalidArgumentError
+from ansible.module_utils.hapool.errors import (
+    CommandError,
+    DrainTimeoutError,
+    HapoolError,
+    InvalidArgumentError,
+)
 from ansible.module_utils.hapool.haproxy import (
     ServerInfo,
     needs_health_gate,
     state_commands,
     validate_server_name,
 )
-from ansible.module_utils.hapool.server_change import SERVER_ARGUMENT_SPEC, WantedServer, plan_server_change
+from ansible.module_utils.hapool.server_change import (
+    SERVER_ARGUMENT_SPEC,
+    WantedServer,
+    failure_result,
+    plan_server_change,
+)
 from ansible.module_utils.hapool.stats import AdminState, OpState
 
 ADMIN_BITS = {"ready": AdminState.NONE, "drain": AdminState.FDRAIN, "maint": AdminState.FMAINT}
@@ -195,6 +205,54 @@ def test_diff_before_and_after() -> None:
     assert removed["before"]["state"] == "ready" and removed["after"] == {}
     unchanged = plan_server_change(server(), params(state="ready")).diff
     assert unchanged["before"] == unchanged["after"]
+
+
+# (id, before, parameters, diff.before.address, diff.after.address): the diff shows the server as
+# it was added - its hostname when it has one (fqdn or address, as haproxy_server always did).
+DIFF_ADDRESSES = [
+    ("by-address", server(), {}, "10.0.0.1", "10.0.0.1"),
+    ("by-hostname", server(fqdn="web1.example"), {}, "web1.example", "10.0.0.1"),
+    ("by-hostname-same-name-given", server(fqdn="web1.example"), {"address": "web1.example"},
+     "web1.example", "10.0.0.1"),
+    ("by-hostname-moved", server(fqdn="web1.example"), {"address": "10.0.0.7"}, "web1.example", "10.0.0.7"),
+    ("by-hostname-removed", server(fqdn="web1.example"), {"state": "absent"}, "web1.example", None),
+]
+
+
+@pytest.mark.parametrize(("before", "args", "was", "becomes"), [r[1:] for r in DIFF_ADDRESSES],
+                         ids=[r[0] for r in DIFF_ADDRESSES])
+def test_diff_before_shows_the_fqdn_or_the_address(
+    before: ServerInfo, args: dict[str, Any], was: str, becomes: str | None
+) -> None:
+    diff = plan_server_change(before, params(**args)).result(diff=True)["diff"]
+    assert diff["before"]["address"] == was
+    assert diff["after"].get("address") == becomes
+    assert plan_server_change(before, params(**args)).result()["before"]["address"] == "10.0.0.1"  # raw
+
+
+def _missing() -> HapoolError:
+    with pytest.raises(HapoolError) as caught:
+        plan_server_change(None, params(state="ready"))
+    return caught.value
+
+
+# (id, error, commands HAProxy accepted before it, the failed result's keys besides msg/error)
+FAILURES = [
+    ("missing-server", _missing(), None, {"backend": "app", "name": "web1"}),
+    ("refused-first", CommandError("set server app/web1 state drain", "No such server."), [],
+     {"backend": "app", "name": "web1", "changed": False, "commands": []}),
+    ("drain-timeout", DrainTimeoutError("app", "web1", 2, 1, 5.0), [MAINT],
+     {"backend": "app", "name": "web1", "changed": True, "commands": [MAINT], "sessions": 2, "queued": 1}),
+]
+
+
+@pytest.mark.parametrize(("error", "sent", "extra"), [r[1:] for r in FAILURES], ids=[r[0] for r in FAILURES])
+def test_a_failed_run_names_the_server(
+    error: HapoolError, sent: list[str] | None, extra: dict[str, Any]
+) -> None:
+    """haproxy_server fails with the server's backend and name (a missing server given without
+    address or port included), what it sent and a drain timeout's open counts."""
+    assert failure_result(WantedServer.from_params(params()), error, sent) == extra
 
 
 def test_check_mode_reports_the_plan_and_touches_nothing() -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import DrainTimeoutError, InvalidArgumentError
+from .errors import DrainTimeoutError, HapoolError, InvalidArgumentError
 from .haproxy import (
     Command,
     RuntimeClient,
@@ -49,6 +49,7 @@ __all__ = [
     "ServerPlan",
     "WantedServer",
     "execute_plan",
+    "failure_result",
     "plan_server_change",
     "server_view",
 ]
@@ -212,7 +213,9 @@ class ServerPlan:
     @property
     def diff(self) -> dict[str, Any]:
         header = f"{self.wanted.backend}/{self.wanted.name}"
-        before = self.before.as_dict() if self.before else None
+        before = None
+        if self.before is not None:  # a server added by hostname shows its hostname
+            before = {**self.before.as_dict(), "address": self.before.fqdn or self.before.address}
         return {
             "before": server_view(before),
             "after": server_view(self.after),
@@ -311,6 +314,19 @@ def _plan_add(wanted: WantedServer, final: str) -> ServerPlan:
         "checks_enabled": check,
     }
     return ServerPlan(wanted, None, tuple(steps), after)
+
+
+def failure_result(wanted: WantedServer, exc: HapoolError, sent: list[str] | None = None) -> dict[str, Any]:
+    """The keys of haproxy_server's failed result besides the message: the server (``backend``,
+    ``name``; also for a missing server given without address or port), and once the run
+    started sending, ``changed`` and the ``commands`` HAProxy accepted (``sent``), with a drain
+    timeout's open ``sessions`` and ``queued`` requests."""
+    extra: dict[str, Any] = {"backend": wanted.backend, "name": wanted.name}
+    if sent is not None:
+        extra.update(changed=bool(sent), commands=list(sent))
+    if isinstance(exc, DrainTimeoutError):
+        extra.update(sessions=exc.sessions, queued=exc.queued)
+    return extra
 
 
 # --------------------------------------------------------------------------------------------
