@@ -175,7 +175,9 @@ def test_a_killed_worker_takes_the_master_down_and_heal_yml_starts_it_again(lb: 
     assert event["action"] == "balancer_restart" and event["by"] == "heal.yml"
     assert event["restart"] == "start" and event["reason"] == "master not running"
     assert event["master"] == new_master and event["instance"] == "localhost" and event["pool"] == ""
-    assert 0 < float(str(event["duration"])) < 30
+    # The start is timed and the frontend answers; how long it takes is a figure, not a test:
+    # bench/scenarios/balancer.py measures it (docs/benchmarks.md, "balancer").
+    assert float(str(event["duration"])) > 0 and lb.answers()
     names = {i.name for i in instances(dep, "local")}
     assert dep.hosts_answering(2) == {f"Hello {n}!" for n in names}
     print(

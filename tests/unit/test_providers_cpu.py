@@ -4,6 +4,7 @@ the base-class default, /proc and cgroup parsing, and each provider's mapping of
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import os
 import signal
@@ -151,10 +152,20 @@ def test_sample_with_a_clock_that_does_not_advance_is_an_error():
 
 
 def test_sample_with_the_real_clock():
+    """By default the sampler sleeps with time.sleep and measures with time.monotonic: the
+    interval is slept once, between the two samples, and the measured span covers it (a usage
+    of 0.01 s of CPU over at least 0.1 s is at most 10 %)."""
+    defaults = inspect.signature(sample_cpu_percent).parameters
+    assert defaults["sleep"].default is time.sleep and defaults["clock"].default is time.monotonic
     provider = Scripted([{"a": 0.0}, {"a": 0.01}])
-    t0 = time.monotonic()
-    out = sample_cpu_percent(provider, "web", ["a"], 0.1)
-    assert 0.1 <= time.monotonic() - t0 < 2
+    slept: list[tuple[float, int]] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append((seconds, len(provider.calls)))
+        time.sleep(seconds)
+
+    out = sample_cpu_percent(provider, "web", ["a"], 0.1, sleep=sleep)
+    assert slept == [(0.1, 1)] and len(provider.calls) == 2  # slept once, after the first sample
     assert out["a"] is not None and 0 < out["a"] <= 10.0
 
 
