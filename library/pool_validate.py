@@ -53,11 +53,11 @@ EXAMPLES = r"""
 - name: Validate the pools
   pool_validate:
     pools: "{{ hapool_pools | default([]) }}"
-  register: hapool_pools_valid
+  register: _hapool_pools_valid
 
 - name: The pools that a provider backs
   ansible.builtin.set_fact:
-    hapool_provider_pools: "{{ hapool_pools_valid.pools | selectattr('provider', 'defined') | list }}"
+    _hapool_provider_pools: "{{ _hapool_pools_valid.pools | selectattr('provider', 'defined') | list }}"
 """
 
 RETURN = r"""
