@@ -55,8 +55,9 @@ options:
         C(max_replace_per_run) (1), C(max_replace_dead_per_run) (10), C(circuit_threshold)
         (share of DOWN servers of live hosts above which the circuit opens, 0.5), C(backoff)
         (60), C(backoff_max) (3600), C(flap_window) (300).
-      - Its C(provider), and the C(image), C(network) and C(vagrant_backend) of its C(launch),
-        are the provider options where the task does not give them.
+      - Its C(provider), and the provider options of its C(launch) (C(image), C(network),
+        C(vagrant_backend), C(docker_host), ...), are the provider options where the task does
+        not give them (as in M(pool_instance)).
     type: dict
     required: true
   event_log:
@@ -93,7 +94,6 @@ EXAMPLES = r"""
 - name: Plan the healing of pool web
   heal_plan:
     pool: "{{ hapool_pools | selectattr('name', 'eq', 'web') | first }}"
-    provider: local
     socket: "{{ haproxy_runtime.socket }}"
     state_dir: "{{ hapool_state_root }}"
     event_log: "{{ hapool_state_root }}/heal/events.jsonl"
@@ -204,7 +204,6 @@ now:
 """
 
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -225,17 +224,12 @@ from ansible.module_utils.hapool.healing import (
 )
 from ansible.module_utils.hapool.module import run_module
 from ansible.module_utils.hapool.providers import validate_pool
-from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
+from ansible.module_utils.hapool.providers.options import (
+    PROVIDER_ARGUMENT_SPEC,
+    pool_params,
+    provider_from_params,
+)
 from ansible.module_utils.hapool.sizing import EVENT_DRAIN, leaving_hosts
-
-
-def pool_provider_params(params: Mapping[str, Any], pool_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The provider options: the pool's own (its ``provider``; ``image``, ``network`` and
-    ``vagrant_backend`` of its ``launch``) where the task gives none."""
-    launch = pool_cfg.get("launch") or {}
-    keys = ("image", "network", "vagrant_backend")
-    taken = {k: launch[k] for k in keys if params.get(k) is None and launch.get(k)}
-    return {**params, **taken, "provider": pool_cfg.get("provider") or params["provider"]}
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
@@ -257,7 +251,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             log_events += [corrupt] if corrupt is not None else []
     leaving = leaving_hosts(history)
     replaced = [e for e in history if e.get("action") in HISTORY_ACTIONS]
-    with provider_from_params(pool_provider_params(p, pool_cfg)) as provider:
+    with provider_from_params(pool_params(p)) as provider:
         instances = provider.list(pool)
         plan = plan_heal(pool_cfg, rows, instances, replaced, now, leaving=leaving)
         taken = provider.ledger.used(pool) | {i.name for i in instances}

@@ -41,9 +41,15 @@ extends_documentation_fragment:
 options:
   pool:
     description:
-      - Name of the pool. 1-32 characters, a lowercase letter first, then lowercase letters,
-        digits or C(_) (it names inventory groups, containers and directories).
-    type: str
+      - The pool - its name, or its entry of C(hapool_pools) (a dict with C(name)).
+      - The name has 1-32 characters, a lowercase letter first, then lowercase letters, digits or
+        C(_) (it names inventory groups, containers and directories).
+      - From an entry come its C(provider) and every option of its C(launch) (C(image), C(network),
+        C(cpus), C(memory), C(bind_network), C(port), C(vagrant_backend), C(box) and the other
+        provider options) where the task does not set the option itself, so a playbook passes
+        the entry and lists no provider option. Anything but a name or a dict with a name is an
+        error.
+    type: raw
     required: true
   name:
     description:
@@ -78,6 +84,21 @@ requirements:
 """
 
 EXAMPLES = r"""
+- name: Launch a host of pool web with the pool's provider and launch template (its hapool_pools entry)
+  pool_instance:
+    pool: "{{ hapool_pools | selectattr('name', 'eq', 'web') | first }}"
+    state_dir: "{{ hapool_state_root }}"
+  delegate_to: localhost
+  register: launched
+
+- name: Destroy it again, the provider options taken from the same entry
+  pool_instance:
+    pool: "{{ hapool_pools | selectattr('name', 'eq', 'web') | first }}"
+    name: "{{ launched.instance.name }}"
+    state: absent
+    state_dir: "{{ hapool_state_root }}"
+  delegate_to: localhost
+
 - name: Launch a new web host in pool web (local provider, nginx on this machine)
   pool_instance:
     pool: web
@@ -130,11 +151,11 @@ instance:
       type: str
       sample: web-3f9a2c
     pool:
-      description: The pool.
+      description: The pool's name (also when O(pool) is its entry).
       type: str
       sample: web
     provider:
-      description: The provider.
+      description: The provider (O(provider), else the pool entry's, else V(local)).
       type: str
       sample: docker
     address:
@@ -180,13 +201,14 @@ from ansible.module_utils.hapool.providers.options import (
     LAUNCH_ARGUMENT_SPEC,
     PROVIDER_ARGUMENT_SPEC,
     launch_spec,
+    pool_params,
     provider_from_params,
     view,
 )
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
-    p = module.params
+    p = pool_params(module.params)
     pool = validate_pool(p["pool"])
     name = validate_instance_name(p["name"]) if p["name"] is not None else None
     result: dict[str, Any] = {"changed": False, "instance": None}
@@ -248,7 +270,7 @@ def run_reporting_orphans(module: AnsibleModule) -> dict[str, Any]:
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "pool": {"type": "str", "required": True},
+            "pool": {"type": "raw", "required": True},
             "name": {"type": "str"},
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
             **PROVIDER_ARGUMENT_SPEC,

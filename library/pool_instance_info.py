@@ -25,8 +25,13 @@ extends_documentation_fragment:
   - hapool_provider
 options:
   pool:
-    description: The pool to list. All pools of the provider when omitted.
-    type: str
+    description:
+      - The pool to list - its name, or its entry of C(hapool_pools) (a dict with C(name)). All
+        pools of the provider when omitted.
+      - From an entry come its C(provider) and the provider options of its C(launch) (C(network),
+        C(vagrant_backend), C(docker_host), ...) where the task does not set them, as in
+        M(pool_instance).
+    type: raw
 notes:
   - Supports check mode. Has no diff (it changes nothing).
   - The launch options of the shared provider options (O(image), O(bind_network), O(port),
@@ -42,6 +47,13 @@ EXAMPLES = r"""
     pool: web
     provider: docker
   register: web
+
+- name: List the hosts of every pool, each with its provider and options (hapool_pools entries)
+  pool_instance_info:
+    pool: "{{ item }}"
+    state_dir: "{{ hapool_state_root }}"
+  loop: "{{ hapool_pools | selectattr('provider', 'defined') }}"
+  register: listed
 
 - name: Hosts to replace (not running)
   ansible.builtin.debug:
@@ -64,7 +76,7 @@ instances:
       type: str
       sample: web-3f9a2c
     pool:
-      description: The pool.
+      description: The pool's name.
       type: str
     provider:
       description: The provider.
@@ -104,11 +116,15 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.hapool.module import run_module
 from ansible.module_utils.hapool.providers import validate_pool
-from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
+from ansible.module_utils.hapool.providers.options import (
+    PROVIDER_ARGUMENT_SPEC,
+    pool_params,
+    provider_from_params,
+)
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
-    p = module.params
+    p = pool_params(module.params)
     pool = validate_pool(p["pool"]) if p["pool"] is not None else None
     with provider_from_params(p) as provider:
         instances = [i.to_dict() for i in provider.list(pool)]
@@ -122,7 +138,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={"pool": {"type": "str"}, **PROVIDER_ARGUMENT_SPEC},
+        argument_spec={"pool": {"type": "raw"}, **PROVIDER_ARGUMENT_SPEC},
         supports_check_mode=True,
     )
     run_module(module, lambda: run(module))

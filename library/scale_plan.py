@@ -46,8 +46,9 @@ options:
         C(scale_in_stabilization) (300), C(max_step_out) (4), C(max_step_in) (2), C(warmup)
         (30), C(termination_order) (C(oldest_first) or C(newest_first)), C(protected) (host
         names), C(protect_file), C(drain_timeout) (seconds, 60; used by C(scale.yml)).
-      - Its C(provider), and the C(image), C(network) and C(vagrant_backend) of its C(launch),
-        are the provider options where the task does not give them.
+      - Its C(provider), and the provider options of its C(launch) (C(image), C(network),
+        C(vagrant_backend), C(docker_host), ...), are the provider options where the task does
+        not give them (as in M(pool_instance)).
     type: dict
     required: true
   event_log:
@@ -234,7 +235,6 @@ now:
 
 import os
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -244,7 +244,11 @@ from ansible.module_utils.hapool.haproxy import RUNTIME_ARGUMENT_SPEC, RuntimeCl
 from ansible.module_utils.hapool.healing import HISTORY_ACTIONS, superseded
 from ansible.module_utils.hapool.module import run_module
 from ansible.module_utils.hapool.providers import sample_cpu_percent, validate_pool
-from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
+from ansible.module_utils.hapool.providers.options import (
+    PROVIDER_ARGUMENT_SPEC,
+    pool_params,
+    provider_from_params,
+)
 from ansible.module_utils.hapool.scaling import (
     SCALE_EVENTS,
     ScaleSettings,
@@ -274,15 +278,6 @@ def read_protected(path: str | None) -> list[str]:
     return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
 
 
-def pool_provider_params(params: Mapping[str, Any], pool_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The provider options: the pool's own (its ``provider``; ``image``, ``network`` and
-    ``vagrant_backend`` of its ``launch``) where the task gives none."""
-    launch = pool_cfg.get("launch") or {}
-    keys = ("image", "network", "vagrant_backend")
-    taken = {k: launch[k] for k in keys if params.get(k) is None and launch.get(k)}
-    return {**params, **taken, "provider": pool_cfg.get("provider") or params["provider"]}
-
-
 def run(module: AnsibleModule) -> dict[str, Any]:
     p = module.params
     pool_cfg = dict(p["pool"])
@@ -300,7 +295,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             files[policy.name] = None if blank else parse_desired_file(str(text), policy.path)
 
     rows = [row for row in RuntimeClient(p["socket"], timeout=p["timeout"]).show_stat(pool) if row.is_server]
-    with provider_from_params(pool_provider_params(p, pool_cfg)) as provider:
+    with provider_from_params(pool_params(p)) as provider:
         instances = provider.list(pool)
         cpu = None
         if "cpu" in settings.metrics:

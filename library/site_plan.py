@@ -133,6 +133,7 @@ from ansible.module_utils.hapool.healing import HISTORY_ACTIONS, superseded
 from ansible.module_utils.hapool.module import run_module
 from ansible.module_utils.hapool.providers import validate_pool
 from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
+from ansible.module_utils.hapool.providers.options import pool_params as entry_params
 from ansible.module_utils.hapool.sizing import EVENT_DRAIN, leaving_hosts, plan_site
 
 
@@ -146,16 +147,13 @@ def loop_items(plan: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
 
 def pool_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The module's parameters with those of a pool entry filled in where the task gives none."""
-    pool = params["pool"]
-    entry: Mapping[str, Any] = pool if isinstance(pool, Mapping) else {"name": pool}
-    launch = entry.get("launch") or {}
-    out = {**params, "pool": entry.get("name"), "provider": entry.get("provider") or params["provider"]}
-    for key, value in (("desired", entry.get("desired")), ("max", entry.get("max")),
-                       *((k, launch.get(k)) for k in ("image", "network", "vagrant_backend"))):
-        if out.get(key) is None and value is not None:
-            out[key] = value
+    """The module's parameters with those of a pool entry filled in where the task gives none:
+    its provider and launch options (options.pool_params), its desired and max."""
+    entry = params["pool"] if isinstance(params["pool"], Mapping) else {}
+    out = entry_params(params)
     for key in ("desired", "max"):
+        if out.get(key) is None:
+            out[key] = entry.get(key)
         if out.get(key) is None:
             raise InvalidArgumentError(f"site_plan: {key} is required (the pool entry has none)")
         out[key] = int(out[key])

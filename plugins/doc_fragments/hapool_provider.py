@@ -11,10 +11,11 @@ class ModuleDocFragment:
     DOCUMENTATION = r"""
 options:
   provider:
-    description: Which provider manages the pool's instances.
+    description:
+      - Which provider manages the pool's instances. Default the C(provider) of the pool entry
+        (when the module's C(pool) is one), else V(local).
     type: str
     choices: [local, docker, vagrant]
-    default: local
   state_dir:
     description:
       - hapool's state directory; each provider keeps its state in C(<state_dir>/<provider>)

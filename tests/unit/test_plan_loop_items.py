@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from ansible.module_utils.hapool import healing, scaling
 from ansible.module_utils.hapool.errors import InvalidArgumentError
+from ansible.module_utils.hapool.providers.options import pool_params
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -110,7 +111,7 @@ def test_site_plan_todo() -> None:
 
 
 def test_site_plan_takes_desired_max_and_the_provider_from_the_pool_entry() -> None:
-    base = {"provider": "local", "desired": None, "max": None, "image": None, "network": None,
+    base = {"provider": None, "desired": None, "max": None, "image": None, "network": None,
             "vagrant_backend": None, "state_dir": "/tmp/x"}
     entry = {"name": "web", "provider": "docker", "desired": 3, "max": 6,
              "launch": {"image": "hapool/base:bookworm", "network": "net"}}
@@ -128,11 +129,7 @@ def test_site_plan_takes_desired_max_and_the_provider_from_the_pool_entry() -> N
 
 
 def test_heal_and_scale_plan_take_the_provider_options_from_the_pool() -> None:
-    params = {"provider": "local", "image": None, "network": "mine", "vagrant_backend": None}
-    launch = {"image": "i", "network": "n", "vagrant_backend": "docker"}
-    entry = {"name": "web", "provider": "vagrant", "launch": launch}
+    """They resolve them through options.pool_params (tests/unit/test_pool_entry_options.py)."""
     for module in (heal_plan, scale_plan):
-        got = module.pool_provider_params(params, entry)
-        assert (got["provider"], got["image"], got["network"], got["vagrant_backend"]) == (
-            "vagrant", "i", "mine", "docker")
-        assert module.pool_provider_params(params, {"name": "web"})["provider"] == "local"
+        assert module.pool_params is pool_params
+        assert not hasattr(module, "pool_provider_params")  # no copy of it

@@ -50,7 +50,9 @@ How to add a provider — one file plus tests:
    registered provider's options map to real settings.
 
 A module option the existing ones do not cover also needs an entry in
-``options.PROVIDER_ARGUMENT_SPEC`` and in the modules' documentation.
+``options.PROVIDER_ARGUMENT_SPEC``, in the modules' documentation and among the pool
+validator's ``launch`` keys (``pools.py``); the playbooks pass the pool entry, and
+``options.pool_params`` takes every option of its ``launch`` from it.
 """
 
 from __future__ import annotations
