@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers.heal import instances, server_status
+from helpers.heal import instances, kill_hard, server_status
 from helpers.site import Deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -54,6 +54,23 @@ def test_scale_gives_the_lock_back_when_every_new_host_fails_provisioning(local_
         back = dep.play("scale.yml")
     assert back.returncode == 0, back.stdout[-4000:]
     assert len(instances(dep, "local")) == 2
+
+
+def test_heal_gives_the_lock_back_when_its_replacement_fails_provisioning(local_pool: Deployment) -> None:
+    dep = local_pool
+    victim, _ = instances(dep, "local")
+    kill_hard(victim)
+    run = dep.play("heal.yml", **BAD_PORT)
+    assert run.returncode != 0, run.stdout[-4000:]
+    assert "nginx_web_port" in run.stdout, run.stdout[-4000:]
+    assert lease(dep) == {}, run.stdout[-4000:]
+    # The next run takes the lock and registers the replacement the failed run launched.
+    again = dep.play("heal.yml")
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-2000:]
+    assert "locked:" not in again.stdout, again.stdout[-4000:]
+    names = {i.name for i in instances(dep, "local")}
+    assert victim.name not in names and len(names) == 2, names
+    assert server_status(dep, "local") == dict.fromkeys(names, "UP")
 
 
 def test_site_gives_the_lock_back_when_every_web_host_fails_provisioning(local_pool: Deployment) -> None:
