@@ -158,6 +158,27 @@ backends:
           type: str
           returned: always
           sample: UP
+        serving:
+          description:
+            - Whether the server takes traffic - C(UP), C(NOLB) or C(no check) (the scaler counts
+              its host as serving capacity). Test this rather than RV(backends.servers.status_class).
+          type: bool
+          returned: always
+          sample: true
+        available:
+          description:
+            - Whether the server takes new load-balanced sessions - C(UP) (also while going down)
+              or C(no check); C(NOLB) is not.
+          type: bool
+          returned: always
+          sample: true
+        failed:
+          description:
+            - Whether the checks hold the server C(DOWN) (also while going up); C(DRAIN) and
+              C(MAINT) are not failures.
+          type: bool
+          returned: always
+          sample: false
         scur:
           description: Current sessions.
           type: int

@@ -52,6 +52,8 @@ def test_stats_info(pool: Pool) -> None:
     assert app["counts"] == {"UP": 1, "DRAIN": 1}
     assert [(s["name"], s["status"]) for s in app["servers"]] == [("web1", "UP"), ("web2", "DRAIN")]
     assert app["servers"][0]["check_status"] == "L7OK" and app["servers"][0]["check_code"] == 200
+    flags = [(s["serving"], s["available"], s["failed"]) for s in app["servers"]]
+    assert flags == [(True, True, False), (False, False, False)]  # UP, DRAIN
 
 
 def test_stats_info_filter_tcp_check_mode(pool: Pool) -> None:

@@ -161,6 +161,21 @@ def test_status_classes(status: str, sets: str) -> None:
     assert "".join(k for k, inside in member.items() if inside) == sets
 
 
+def test_each_server_says_which_class_sets_it_is_in() -> None:
+    """haproxy_stats_info's servers carry ``serving``, ``available`` and ``failed`` (from the sets
+    above), so playbooks test ``item.available`` instead of naming status classes."""
+    servers = backend_summary(parse_show_stat(SHOW_STAT))["app"].as_dict()["servers"]
+    flags = {s["name"]: (s["serving"], s["available"], s["failed"]) for s in servers}  # type: ignore[index]
+    assert flags == {
+        "web1": (True, True, False),  # UP
+        "web2": (False, False, False),  # DRAIN
+        "web3": (False, False, False),  # MAINT
+        "web4": (False, False, True),  # DOWN
+        "nocheck": (True, True, False),  # no check
+        "dyn1": (True, True, False),  # UP
+    }
+
+
 def test_status_classes_have_one_home() -> None:
     """The planners name no status class themselves: they use the sets of stats.py."""
     core = Path(__file__).resolve().parents[2] / "plugins" / "module_utils" / "hapool"

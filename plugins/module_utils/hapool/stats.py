@@ -243,6 +243,10 @@ class StatRow:
             "type": self.type.name.lower(),
             "status": self.status,
             "status_class": self.status_class,
+            # the class sets, so that playbooks name no status class
+            "serving": self.status_class in SERVING_STATUSES,
+            "available": self.available,
+            "failed": self.status_class in FAILED_STATUSES,
             "scur": self.scur,
             "qcur": self.qcur,
             "smax": self.smax,
