@@ -205,7 +205,7 @@ todo:
       sample: [{"pool": "web", "name": "web-3f9a2c", "new": true, "in_balancer": true, "drain_timeout": 60}]
     launch:
       description:
-        - The pool (O(pool), as given) once per host to launch, the C(hapool_launch_pool) of
+        - The pool (O(pool), as given) once per host to launch, the C(_hapool_launch_pool) of
           C(playbooks/tasks/launch_host.yml).
       type: list
       elements: dict
