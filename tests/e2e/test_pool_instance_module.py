@@ -159,6 +159,55 @@ def test_local_lifecycle_with_check_mode_and_diff(tmp_path, local_cleanup):
     assert r["at the end"]["instances"] == []
 
 
+def test_the_pool_entry_gives_the_provider_and_the_launch_options(tmp_path, local_cleanup):
+    """``pool`` may be the pool's entry of hapool_pools, as the playbooks pass it: its provider
+    and launch options are used (bind_network: the host gets its own loopback address) unless
+    the task sets them; anything but a name or an entry is a clear error."""
+    r = run_play(
+        tmp_path,
+        """
+    - name: launch
+      pool_instance: {pool: "{{ entry }}", state_dir: "{{ state_dir }}"}
+      register: launched
+      vars:
+        entry:
+          {name: web, provider: local, max: 3, launch: {bind_network: 127.0.13.0/24, start_timeout: "20"}}
+    - name: launch in another network
+      pool_instance: {pool: "{{ entry }}", state_dir: "{{ state_dir }}", bind_network: 127.0.14.0/24}
+      vars:
+        entry: {name: web, provider: local, launch: {bind_network: 127.0.13.0/24}}
+    - name: list
+      pool_instance_info: {pool: {name: web, provider: local}, state_dir: "{{ state_dir }}"}
+    - name: list with another provider's entry
+      pool_instance_info: {pool: {name: web, provider: docker, launch: {docker_host: "unix:///nonexistent.sock"}}}
+      ignore_errors: true
+    - name: destroy
+      pool_instance:
+        pool: {name: web, provider: local, launch: {bind_network: 127.0.13.0/24}}
+        name: "{{ iname }}"
+        state: absent
+        state_dir: "{{ state_dir }}"
+    - name: not a pool
+      pool_instance: {pool: [web], state_dir: "{{ state_dir }}"}
+      ignore_errors: true
+    - name: an entry without a name
+      pool_instance_info: {pool: {provider: local}, state_dir: "{{ state_dir }}"}
+      ignore_errors: true
+""",
+    )
+    inst = r["launch"]["instance"]
+    assert (inst["pool"], inst["provider"]) == ("web", "local") and inst["address"].startswith("127.0.13.")
+    other = r["launch in another network"]["instance"]
+    assert other["address"].startswith("127.0.14.")  # the task's option wins over the entry's
+    assert sorted(i["name"] for i in r["list"]["instances"]) == sorted([inst["name"], other["name"]])
+    docker = r["list with another provider's entry"]
+    assert docker["failed"] and docker["error"] == "ProviderUnavailableError", docker
+    assert r["destroy"]["changed"] and r["destroy"]["instance"]["state"] == "destroyed"
+    not_a_pool = r["not a pool"]
+    assert not_a_pool["failed"] and "pool must be a pool name or the pool's entry" in not_a_pool["msg"]
+    assert r["an entry without a name"]["failed"] and "has no name" in r["an entry without a name"]["msg"]
+
+
 def test_default_state_dir_comes_from_the_environment(tmp_path, local_cleanup):
     state = tmp_path / "state"
     r = run_play(

@@ -5,6 +5,7 @@ site_plan resolve them in this one place, so no playbook lists them by hand."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from ansible.module_utils.hapool.providers.options import (
     pool_params,
     provider_settings,
 )
+from helpers.modules import run_module
 
 #: A module's parameters as Ansible hands them over when the task sets nothing but the pool.
 UNSET: dict[str, Any] = {key: None for key in (*PROVIDER_ARGUMENT_SPEC, *LAUNCH_ARGUMENT_SPEC)}
@@ -94,3 +96,27 @@ def test_the_entry_options_are_the_launch_keys_the_pool_validator_knows() -> Non
     """A provider option added to PROVIDER_ARGUMENT_SPEC is one a pool's launch may set (and
     pool_validate checks it), with no playbook passing it."""
     assert set(ENTRY_OPTIONS) == set(_LAUNCH)
+
+
+def test_the_modules_take_the_entry(tmp_path: Path) -> None:
+    """pool_instance and pool_instance_info, run as Ansible runs them: the provider and its
+    options come from the entry (a docker entry with an engine that is not there fails on that
+    engine), a name still works, anything else fails clearly. Nothing is launched."""
+    state = str(tmp_path / "state")
+    engine = {"docker_host": "unix:///nonexistent/docker.sock"}
+    entry = {"name": "web", "provider": "docker", "launch": engine}
+    listed = run_module("pool_instance_info", {"pool": entry, "state_dir": state})
+    assert listed["failed"] and listed["error"] == "ProviderUnavailableError", listed
+    assert "nonexistent/docker.sock" in listed["msg"]
+    local = run_module("pool_instance_info", {"pool": {**entry, "provider": None}, "state_dir": state})
+    assert not local.get("failed") and local["count"] == 0, local  # no provider in the entry: local
+    explicit = run_module("pool_instance_info", {"pool": entry, "provider": "local", "state_dir": state})
+    assert not explicit.get("failed") and explicit["count"] == 0, explicit  # the task's provider wins
+    named = run_module("pool_instance", {"pool": "web", "name": "web-000001", "state": "absent",
+                                         "state_dir": state})  # fmt: skip
+    assert not named.get("failed") and named["changed"] is False, named
+    gone = run_module("pool_instance", {"pool": entry, "name": "web-000001", "state": "absent",
+                                        "state_dir": state})  # fmt: skip
+    assert gone["failed"] and gone["error"] == "ProviderUnavailableError", gone
+    bad = run_module("pool_instance", {"pool": ["web"], "state_dir": state})
+    assert bad["failed"] and bad["error"] == "InvalidArgumentError" and "not list" in bad["msg"], bad
