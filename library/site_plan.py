@@ -29,8 +29,8 @@ options:
   pool:
     description:
       - The pool's name, or its entry of C(hapool_pools) as C(pool_validate) returns it - then
-        O(desired), O(max), O(provider) and the C(image), C(network) and C(vagrant_backend) of
-        its C(launch) are the entry's own where the task does not give them.
+        O(desired), O(max), O(provider) and the provider options of its C(launch) (C(image),
+        C(network), C(vagrant_backend), ...) are the entry's own where the task does not give them.
     type: raw
     required: true
   desired:
