@@ -54,7 +54,14 @@ fi
 on unit               && stage "unit tests"         pytest tests/unit
 on integration && stage "integration tests"  pytest tests/integration
 on molecule    && stage "molecule scenarios" molecule_all
-on e2e         && stage "end-to-end tests"   pytest tests/e2e --durations=25
+# The end-to-end files run two at a time (pytest-xdist, one file per worker: a file's tests share
+# its fixtures). Every test already owns its ports, state root, docker scope and cron file; most of
+# a test's time is spent waiting on health checks, drains and launches, not on the CPU.
+# HAPOOL_E2E_WORKERS=0 runs them one after another.
+E2E_WORKERS=${HAPOOL_E2E_WORKERS:-2}
+e2e_par=()
+[ "$E2E_WORKERS" != 0 ] && e2e_par=(-n "$E2E_WORKERS" --dist loadfile)
+on e2e         && stage "end-to-end tests"   pytest tests/e2e "${e2e_par[@]}" --durations=25
 on chaos       && stage "chaos tests"        pytest tests/chaos -m chaos -s --durations=25  # -s: print the figures
 
 printf '\n==================== summary\n'

@@ -12,17 +12,20 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.procs import free_port
+from helpers.site import recap
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -30,10 +33,6 @@ BIN = Path(sys.executable).parent
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def pid_alive(pid_file: Path) -> bool:
@@ -125,21 +124,20 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    site = Site(tmp_path)
+def site() -> Iterator[Site]:
+    # A short root: HAProxy refuses a stats socket path over 97 characters, and pytest's tmp_path
+    # is long (under pytest-xdist it gains a popen-gwN/ level).
+    root = Path(tempfile.mkdtemp(prefix="hp-site-", dir="/tmp"))
+    site = Site(root)
     yield site
     # teardown.yml is under test too; whatever it left running is stopped here.
     site.play("teardown.yml")
     for pid_file in site.pid_files:
         if pid_alive(pid_file):
             os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+    shutil.rmtree(root, ignore_errors=True)
 
 
-def recap(output: str) -> dict[str, dict[str, int]]:
-    result = {}
-    for host, counters in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output, re.MULTILINE):
-        result[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counters)}
-    return result
 
 
 def test_site_registers_local_web_hosts_and_teardown_stops_them(site: Site) -> None:

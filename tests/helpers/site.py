@@ -21,14 +21,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from helpers.procs import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def recap(output: str) -> dict[str, dict[str, int]]:
