@@ -51,16 +51,17 @@ if on lint; then
     stage "ruff"                      ruff check .
     stage "mypy (module_utils)"       mypy
 fi
-on unit               && stage "unit tests"         pytest tests/unit
-on integration && stage "integration tests"  pytest tests/integration
+# Unit, integration and end-to-end tests run on two workers (pytest-xdist; the end-to-end files
+# one file per worker, as a file's tests share its fixtures). Every test owns its ports, state
+# root, docker scope and cron file; most of an end-to-end test's time is spent waiting on health
+# checks, drains and launches, not on the CPU. HAPOOL_TEST_WORKERS=0 runs them one at a time.
+# The chaos tests count failed requests under load and run alone.
+WORKERS=${HAPOOL_TEST_WORKERS:-2}
+par=() e2e_par=()
+if [ "$WORKERS" != 0 ]; then par=(-n "$WORKERS"); e2e_par=(-n "$WORKERS" --dist loadfile); fi
+on unit               && stage "unit tests"         pytest tests/unit "${par[@]}"
+on integration && stage "integration tests"  pytest tests/integration "${par[@]}"
 on molecule    && stage "molecule scenarios" molecule_all
-# The end-to-end files run two at a time (pytest-xdist, one file per worker: a file's tests share
-# its fixtures). Every test already owns its ports, state root, docker scope and cron file; most of
-# a test's time is spent waiting on health checks, drains and launches, not on the CPU.
-# HAPOOL_E2E_WORKERS=0 runs them one after another.
-E2E_WORKERS=${HAPOOL_E2E_WORKERS:-2}
-e2e_par=()
-[ "$E2E_WORKERS" != 0 ] && e2e_par=(-n "$E2E_WORKERS" --dist loadfile)
 on e2e         && stage "end-to-end tests"   pytest tests/e2e "${e2e_par[@]}" --durations=25
 on chaos       && stage "chaos tests"        pytest tests/chaos -m chaos -s --durations=25  # -s: print the figures
 
