@@ -97,6 +97,12 @@ class MetricFileError(HapoolError):
     (scaling.py, scale_plan)."""
 
 
+class TemplateError(HapoolError):
+    """A launch template cannot be hashed, personalized or recorded: an unreadable file, a
+    variable that is not JSON, a placeholder without a value, a corrupt template index
+    (templates.py)."""
+
+
 # --- providers (plugins/module_utils/hapool/providers) ----------------------------------------
 
 
