@@ -2,8 +2,10 @@
 
 ``before`` is what the runtime API would report (a :class:`ServerInfo`, or ``None`` when the
 server is absent), the parameters are the module's; each row gives the command lines the
-plan sends, in order, and what the plan predicts. The executor and the commands' effect on a
-real HAProxy are tested in tests/integration/test_haproxy_modules.py.
+plan sends, in order, and what the plan predicts. The executor, ``execute_plan``, runs here
+against :class:`FakeRuntime` (the order of the commands, the waits, the forced drain's splice,
+a refusal mid-plan); the commands' effect on a real HAProxy is tested in
+tests/integration/test_haproxy_modules.py.
 """
 
 from __future__ import annotations
@@ -17,16 +19,24 @@ from ansible.module_utils.hapool.errors import (
     DrainTimeoutError,
     HapoolError,
     InvalidArgumentError,
+    NotAdminError,
+    UnknownServerError,
 )
 from ansible.module_utils.hapool.haproxy import (
+    Command,
+    RuntimeClient,
     ServerInfo,
+    TakeOut,
     needs_health_gate,
     state_commands,
     validate_server_name,
 )
 from ansible.module_utils.hapool.server_change import (
+    FORCE_GRACE,
     SERVER_ARGUMENT_SPEC,
+    Outcome,
     WantedServer,
+    execute_plan,
     failure_result,
     plan_server_change,
 )
@@ -384,3 +394,288 @@ def test_invalid_parameters_are_hapool_errors() -> None:
     """What the module's run_module turns into fail_json."""
     with pytest.raises(HapoolError):
         plan_server_change(None, params(name="web1;x"))
+
+
+# --------------------------------------------------------------------------------------------
+# execute_plan
+# --------------------------------------------------------------------------------------------
+
+
+class FakeRuntime(RuntimeClient):
+    """Stands in for HAProxy's runtime API so that the executor's ordering and splicing can be
+    tested without a process; the integration tests (tests/integration/test_haproxy_modules.py)
+    cover the real socket.
+
+    One server, ``app/web1``: ``admin`` is its administrative state (``set server ... state``
+    changes it), ``scur`` / ``qcur`` its current sessions and queued requests, open until the
+    fake clock reaches ``ends_at`` (``None``: they never end by themselves) or a ``shutdown
+    sessions server`` closes them. ``refuse`` scripts HAProxy's refusals: the error (one of
+    errors.py's) a command line gets instead of being applied. Every line sent is recorded in
+    ``log`` with the fake time it was sent at. The client's own waits (``wait_drained``,
+    ``remove_server``, ``take_out``) run unchanged, on the fake clock: nothing sleeps, and
+    nothing reaches a socket.
+    """
+
+    def __init__(
+        self,
+        admin: str = "ready",
+        *,
+        scur: int = 3,
+        qcur: int = 0,
+        ends_at: float | None = 0.0,
+        refuse: dict[str, HapoolError] | None = None,
+    ) -> None:
+        super().__init__("/nonexistent/hapool-fake.sock")
+        self.admin, self.scur, self.qcur, self.ends_at = admin, scur, qcur, ends_at
+        self.refuse = dict(refuse or {})
+        self.log: list[tuple[float, str]] = []
+        self.now = 0.0
+
+    @property
+    def lines(self) -> list[str]:
+        """The command lines HAProxy got, in order (refused ones included)."""
+        return [line for _, line in self.log]
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def _send(self, line: str) -> str:
+        raise AssertionError(f"the fake runtime was asked to send {line!r} to a socket")
+
+    def execute(self, *commands: Command) -> str:
+        line = "; ".join(command.text for command in commands)
+        self.log.append((self.now, line))
+        if line in self.refuse:
+            raise self.refuse[line]
+        for command in commands:
+            if command.text.startswith("set server app/web1 state "):
+                self.admin = command.text.rsplit(" ", 1)[1]
+            elif command.text == SHUT:
+                self.ends_at = self.now
+        return ""
+
+    def server_state(self, backend: str, server_name: str) -> ServerInfo:
+        assert (backend, server_name) == ("app", "web1")
+        return server(self.admin)
+
+    def sessions(self, backend: str, server_name: str) -> tuple[int, int]:
+        assert (backend, server_name) == ("app", "web1")
+        if self.ends_at is not None and self.now >= self.ends_at:
+            return 0, 0
+        return self.scur, self.qcur
+
+    def wait_drained(self, backend: str, server: str, timeout: float, *, interval: float = 0.2,
+                     **_: object) -> float:
+        return super().wait_drained(backend, server, timeout, interval=interval, clock=self.clock,
+                                    sleep=self.sleep)
+
+    def remove_server(self, backend: str, server: str, timeout: float, *, interval: float = 0.2,
+                      **_: object) -> float:
+        return super().remove_server(backend, server, timeout, interval=interval, clock=self.clock,
+                                     sleep=self.sleep)
+
+    def take_out(self, backend: str, server: str, timeout: float, *, interval: float = 0.2,
+                 sent: list[str] | None = None, **_: object) -> TakeOut:
+        return super().take_out(backend, server, timeout, interval=interval, clock=self.clock,
+                                sleep=self.sleep, sent=sent)
+
+
+def execute(
+    before: ServerInfo | None, args: dict[str, Any], **script: Any
+) -> tuple[FakeRuntime, Outcome, list[str]]:
+    """Plan and run: the runtime, the outcome and the lines the executor reported as sent."""
+    plan = plan_server_change(before, params(**args))
+    runtime = FakeRuntime(before.admin if before else "maint", **script)  # HAProxy adds in MAINT
+    sent: list[str] = []
+    outcome = execute_plan(runtime, plan, sent=sent, clock=runtime.clock)
+    return runtime, outcome, sent
+
+
+WEIGHT5 = "set server app/web1 weight 5"
+DRAIN = "set server app/web1 state drain"
+WAIT = {"wait": True, "poll_interval": 0.5}  # 0.5: the fake clock adds up exactly
+
+# (id, before, parameters, script of the runtime, lines sent in order, seconds waited)
+EXECUTED_STEPS = [
+    ("add", None, ADD, {}, [ADD_LINE, HEALTH, GATED.format("ready")], 0.0),
+    ("add-maint", None, {**ADD, "state": "maint"}, {}, [ADD_LINE, HEALTH], 0.0),
+    ("add-no-check", None, {**ADD, "check": False}, {},
+     ["add server app/web1 10.0.0.9:8080", "set server app/web1 state ready"], 0.0),
+    ("addr-weight-state", server("maint"), {"state": "drain", "weight": 5, "port": 81}, {},
+     [ADDR + "10.0.0.1 port 81", WEIGHT5, GATED.format("drain")], 0.0),
+    ("addr-weight", server("ready"), {"address": "10.0.0.2", "weight": 5}, {},
+     [ADDR + "10.0.0.2 port 8080", WEIGHT5], 0.0),
+    ("ready-maint", server("ready"), {"state": "maint"}, {}, [MAINT], 0.0),
+    ("nothing-to-do", server("ready"), {"state": "ready"}, {"ends_at": None}, [], 0.0),
+    # wait: after the steps, until the sessions end (drain and maint only)
+    ("drain-wait", server("ready"), {"state": "drain", **WAIT}, {"ends_at": 1.5}, [DRAIN], 1.5),
+    ("maint-wait-drained-already", server("ready"), {"state": "maint", **WAIT}, {}, [MAINT], 0.0),
+    ("maint-wait-unchanged", server("maint"), {"state": "maint", **WAIT}, {"ends_at": 2.0}, [], 2.0),
+    ("ready-wait-ignored", server("drain"), {"state": "ready", **WAIT}, {"ends_at": None},
+     ["set server app/web1 state ready"], 0.0),
+    ("drain-no-wait", server("ready"), {"state": "drain"}, {"ends_at": None}, [DRAIN], 0.0),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("before", "args", "script", "lines", "waited"), [r[1:] for r in EXECUTED_STEPS],
+                         ids=[r[0] for r in EXECUTED_STEPS])
+def test_execute_sends_the_steps_in_order(
+    before: ServerInfo | None, args: dict[str, Any], script: dict[str, Any], lines: list[str], waited: float
+) -> None:
+    """Each step is one line, sent in the plan's order, and reported sent once accepted."""
+    runtime, outcome, sent = execute(before, args, **script)
+    assert runtime.lines == lines
+    assert sent == lines
+    assert outcome == Outcome(lines, waited, 0)
+    assert runtime.now == waited  # no wait but the one asked for
+
+
+# (id, before, parameters, script, outcome: the lines sent = the result's commands, seconds waited,
+#  sessions forced)
+REMOVED = [
+    ("drain", server("ready"), {"state": "absent", "poll_interval": 0.5}, {"ends_at": 2.0},
+     Outcome([MAINT, DEL], 2.0, 0)),
+    ("drain-from-maint", server("maint"), {"state": "absent", "poll_interval": 0.5}, {"ends_at": 1.0},
+     Outcome([DEL], 1.0, 0)),
+    ("drain-nothing-open", server("ready"), {"state": "absent"}, {}, Outcome([MAINT, DEL], 0.0, 0)),
+    ("force-drained-in-time", server("ready"),
+     {"state": "absent", "force": True, "drain_timeout": 5, "poll_interval": 0.5}, {"ends_at": 2.0},
+     Outcome([MAINT, DEL], 2.0, 0)),
+    # force: the deregistration delay runs out, shutdown sessions is spliced in before del
+    ("force-splice", server("ready"),
+     {"state": "absent", "force": True, "drain_timeout": 3, "poll_interval": 0.5},
+     {"ends_at": None, "scur": 4}, Outcome([MAINT, SHUT, DEL], 3.0, 4)),
+    ("force-splice-from-maint", server("maint"),
+     {"state": "absent", "force": True, "drain_timeout": 3, "poll_interval": 0.5},
+     {"ends_at": None, "scur": 4}, Outcome([SHUT, DEL], 3.0, 4)),
+    # drain_timeout=0 with force: taken out at once, the sessions open then are the forced ones
+    ("at-once", server("ready"), {"state": "absent", "force": True, "drain_timeout": 0},
+     {"ends_at": None, "scur": 4}, Outcome([MAINT, SHUT, DEL], 0.0, 4)),
+    ("at-once-from-maint", server("maint"), {"state": "absent", "force": True, "drain_timeout": 0},
+     {"ends_at": None, "scur": 4}, Outcome([SHUT, DEL], 0.0, 4)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("before", "args", "script", "expected"), [r[1:] for r in REMOVED],
+                         ids=[r[0] for r in REMOVED])
+def test_execute_removes_the_server(
+    before: ServerInfo, args: dict[str, Any], script: dict[str, Any], expected: Outcome
+) -> None:
+    """maint (unless already), the wait, del; with force, shutdown sessions when the wait runs
+    out, listed where it was sent: between the plan's maint and del."""
+    runtime, outcome, sent = execute(before, args, **script)
+    assert runtime.lines == expected.commands
+    assert sent == expected.commands
+    assert outcome == expected
+    assert runtime.now == expected.waited
+
+
+def test_the_forced_drain_shuts_the_sessions_down_when_drain_timeout_runs_out() -> None:
+    """Nothing is shut down before the timeout; del follows the shutdown at once; the module's
+    result (the plan's, updated with the outcome's as haproxy_server does) lists the splice,
+    where check mode listed the plan."""
+    args = {"state": "absent", "force": True, "drain_timeout": 3, "poll_interval": 0.5}
+    plan = plan_server_change(server("ready"), params(**args))
+    runtime = FakeRuntime("ready", scur=4, qcur=1, ends_at=None)
+    outcome = execute_plan(runtime, plan, clock=runtime.clock)
+    assert runtime.log == [(0.0, MAINT), (3.0, SHUT), (3.0, DEL)]
+    checked = plan.result()
+    assert (checked["commands"], checked["waited"], checked["forced_sessions"]) == ([MAINT, DEL], 0.0, 0)
+    result = {**plan.result(), **outcome.result()}
+    assert (result["changed"], result["state"], result["server"]) == (True, "absent", None)
+    assert (result["commands"], result["waited"], result["forced_sessions"]) == ([MAINT, SHUT, DEL], 3.0, 4)
+    assert plan.lines == [MAINT, DEL]  # the plan is left as it was
+
+
+def test_the_forced_drain_that_ends_in_time_shuts_nothing_down() -> None:
+    plan = plan_server_change(server("ready"), params(state="absent", force=True, drain_timeout=3,
+                                                      poll_interval=0.5))
+    runtime = FakeRuntime("ready", ends_at=2.5)
+    assert execute_plan(runtime, plan, clock=runtime.clock).result() == {
+        "commands": [MAINT, DEL], "waited": 2.5, "forced_sessions": 0}
+    assert runtime.log == [(0.0, MAINT), (2.5, DEL)]
+
+
+def test_the_take_out_at_once_has_a_grace_of_its_own() -> None:
+    """drain_timeout=0: no wait for the sessions, then up to FORCE_GRACE for HAProxy to close them."""
+    plan = plan_server_change(server("ready"), params(state="absent", force=True, drain_timeout=0,
+                                                      poll_interval=0.5))
+    runtime = FakeRuntime("ready", scur=2, ends_at=None)
+    runtime.refuse[DEL] = CommandError(DEL, "Server still has connections attached to it, cannot remove it.")
+    with pytest.raises(CommandError, match="still has connections"):
+        execute_plan(runtime, plan, clock=runtime.clock)
+    assert runtime.now == FORCE_GRACE  # retried for the grace, not for drain_timeout (0)
+    assert runtime.lines[:3] == [MAINT, SHUT, DEL]
+
+
+def test_execute_without_a_sent_list_returns_the_same_outcome() -> None:
+    plan = plan_server_change(None, params(**ADD))
+    runtime = FakeRuntime("maint")
+    assert execute_plan(runtime, plan) == Outcome([ADD_LINE, HEALTH, GATED.format("ready")])
+    assert runtime.lines == plan.lines
+
+
+NO_SERVER = UnknownServerError("'del server app/web1': No such server.")
+ALL_AT_ONCE = {"state": "drain", "weight": 5, "port": 81}
+ABSENT_2S = {"state": "absent", "drain_timeout": 2, "poll_interval": 0.5}
+
+# (id, before, parameters, script, error raised, the failed result's keys besides msg, error,
+#  backend and name: whether it changed anything, the lines HAProxy accepted, a drain timeout's
+#  open sessions and queued requests)
+FAILED_RUNS = [
+    ("first-step-refused", server("ready"), {"state": "drain"},
+     {"refuse": {DRAIN: NotAdminError(f"{DRAIN!r}: Permission denied")}}, NotAdminError,
+     {"changed": False, "commands": []}),
+    ("add-then-health-refused", None, ADD,
+     {"refuse": {HEALTH: UnknownServerError(f"{HEALTH!r}: No such server.")}}, UnknownServerError,
+     {"changed": True, "commands": [ADD_LINE]}),
+    ("third-step-refused", server("maint"), ALL_AT_ONCE,
+     {"refuse": {GATED.format("drain"): CommandError(GATED.format("drain"), "Invalid state.")}},
+     CommandError, {"changed": True, "commands": [ADDR + "10.0.0.1 port 81", WEIGHT5]}),
+    ("wait-times-out", server("ready"), {"state": "drain", **WAIT, "drain_timeout": 2},
+     {"ends_at": None, "scur": 3, "qcur": 1}, DrainTimeoutError,
+     {"changed": True, "commands": [DRAIN], "sessions": 3, "queued": 1}),
+    ("drain-times-out", server("ready"), ABSENT_2S, {"ends_at": None, "scur": 2}, DrainTimeoutError,
+     {"changed": True, "commands": [MAINT], "sessions": 2, "queued": 0}),
+    ("del-refused", server("ready"), ABSENT_2S, {"refuse": {DEL: NO_SERVER}}, UnknownServerError,
+     {"changed": True, "commands": [MAINT]}),
+    ("maint-refused", server("ready"), ABSENT_2S,
+     {"refuse": {MAINT: NotAdminError(f"{MAINT!r}: Permission denied")}}, NotAdminError,
+     {"changed": False, "commands": []}),
+    ("force-shutdown-refused", server("ready"), {**ABSENT_2S, "force": True},
+     {"ends_at": None, "refuse": {SHUT: CommandError(SHUT, "Unknown command.")}}, CommandError,
+     {"changed": True, "commands": [MAINT]}),
+    ("force-del-refused", server("ready"), {**ABSENT_2S, "force": True},
+     {"ends_at": None, "refuse": {DEL: NO_SERVER}}, UnknownServerError,
+     {"changed": True, "commands": [MAINT, SHUT]}),
+    ("at-once-del-refused", server("ready"), {"state": "absent", "force": True, "drain_timeout": 0},
+     {"ends_at": None, "refuse": {DEL: NO_SERVER}}, UnknownServerError,
+     {"changed": True, "commands": [MAINT, SHUT]}),
+    ("at-once-shutdown-refused", server("ready"), {"state": "absent", "force": True, "drain_timeout": 0},
+     {"ends_at": None, "refuse": {SHUT: CommandError(SHUT, "Unknown command.")}}, CommandError,
+     {"changed": True, "commands": [MAINT]}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("before", "args", "script", "error", "report"), [r[1:] for r in FAILED_RUNS],
+                         ids=[r[0] for r in FAILED_RUNS])
+def test_a_refusal_mid_plan_stops_and_reports_what_was_sent(
+    before: ServerInfo | None,
+    args: dict[str, Any],
+    script: dict[str, Any],
+    error: type[HapoolError],
+    report: dict[str, Any],
+) -> None:
+    """Nothing is sent after the refused line; ``sent`` holds the lines HAProxy accepted, and the
+    module's failed result (failure_result) reports them, with a drain timeout's open counts."""
+    plan = plan_server_change(before, params(**args))
+    runtime = FakeRuntime(before.admin if before else "maint", **script)
+    sent: list[str] = []
+    with pytest.raises(error) as caught:
+        execute_plan(runtime, plan, sent=sent, clock=runtime.clock)
+    assert sent == report["commands"]
+    assert runtime.lines == [*sent, *script.get("refuse", {})]  # the refused line is the last one
+    assert failure_result(plan.wanted, caught.value, sent) == {"backend": "app", "name": "web1", **report}
