@@ -207,7 +207,7 @@ import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hapool.actions import BACKOFF_SKIP, CIRCUIT_OPEN
+from ansible.module_utils.hapool.actions import BACKOFF_SKIP, CIRCUIT_OPEN, SCALE_DRAIN
 from ansible.module_utils.hapool.events import (
     EVENT_LOG_CORRUPT,
     append_events,
@@ -229,7 +229,7 @@ from ansible.module_utils.hapool.providers.options import (
     pool_params,
     provider_from_params,
 )
-from ansible.module_utils.hapool.sizing import EVENT_DRAIN, leaving_hosts
+from ansible.module_utils.hapool.sizing import leaving_hosts
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
@@ -242,7 +242,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     log_events = []  # event_log_corrupt: lines of the log were skipped (once per set of lines)
     if p["event_log"]:
         checked = read_events_checked(
-            p["event_log"], pool=pool, actions=(*HISTORY_ACTIONS, EVENT_DRAIN, EVENT_LOG_CORRUPT)
+            p["event_log"], pool=pool, actions=(*HISTORY_ACTIONS, SCALE_DRAIN, EVENT_LOG_CORRUPT)
         )
         history = checked.events
         if checked.skipped:

@@ -127,6 +127,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.hapool.actions import SCALE_DRAIN
 from ansible.module_utils.hapool.errors import InvalidArgumentError
 from ansible.module_utils.hapool.events import read_events
 from ansible.module_utils.hapool.healing import HISTORY_ACTIONS, superseded
@@ -134,7 +135,7 @@ from ansible.module_utils.hapool.module import run_module
 from ansible.module_utils.hapool.providers import validate_pool
 from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC, provider_from_params
 from ansible.module_utils.hapool.providers.options import pool_params as entry_params
-from ansible.module_utils.hapool.sizing import EVENT_DRAIN, leaving_hosts, plan_site
+from ansible.module_utils.hapool.sizing import leaving_hosts, plan_site
 
 
 def loop_items(plan: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -165,7 +166,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     pool = validate_pool(str(p["pool"] or ""))
     history = []
     if p["event_log"]:
-        history = read_events(p["event_log"], pool=pool, actions=(EVENT_DRAIN, *HISTORY_ACTIONS))
+        history = read_events(p["event_log"], pool=pool, actions=(SCALE_DRAIN, *HISTORY_ACTIONS))
     with provider_from_params(p) as provider:
         instances = provider.list(pool)
     plan = plan_site(pool, p["desired"], p["max"], instances, leaving=leaving_hosts(history),

@@ -57,10 +57,7 @@ POLICY_KINDS = ("file", "target", "step")
 METRICS = ("sessions", "request_rate", "cpu")
 TERMINATION_ORDERS = ("oldest_first", "newest_first")
 
-#: A plan's ``action``: scale_out, scale_in (the names of their events), or none. ``OUT`` and
-#: ``IN`` are short names of the catalogue's (library/scale_plan.py imports them).
-OUT = SCALE_OUT
-IN = SCALE_IN
+#: A plan's ``action``: ``SCALE_OUT``, ``SCALE_IN`` (the names of their events), or none.
 NONE = "none"
 
 
@@ -628,7 +625,7 @@ def plan_scale(  # noqa: PLR0912, PLR0915 - one readable pass over the rules, in
         target = current + launch
     if launch:
         reasons.append(f"launch {launch} host(s): {current} -> {target}")
-    action = OUT if target > current else IN if target < current else NONE
+    action = SCALE_OUT if target > current else SCALE_IN if target < current else NONE
     if action == NONE and not leaving:
         reasons.append(f"keep {current} host(s)")
     return ScalePlan(
@@ -671,16 +668,14 @@ def loop_items(plan: Mapping[str, Any], pool_cfg: Mapping[str, Any]) -> dict[str
     return {
         "remove": remove,
         "launch": [dict(pool_cfg) for _ in range(plan["launch"])],
-        "scale_out": [dict(plan)] if plan["action"] == OUT else [],
-        "scale_in": [dict(plan)] if plan["action"] == IN else [],
+        "scale_out": [dict(plan)] if plan["action"] == SCALE_OUT else [],
+        "scale_in": [dict(plan)] if plan["action"] == SCALE_IN else [],
     }
 
 
 __all__ = [
-    "IN",
     "METRICS",
     "NONE",
-    "OUT",
     "POLICY_KINDS",
     "SCALE_EVENTS",
     "HostObservation",

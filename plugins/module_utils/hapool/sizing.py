@@ -20,9 +20,6 @@ from typing import Any, Protocol
 from .actions import SCALE_DRAIN
 from .errors import InvalidArgumentError
 
-#: Old name of :data:`actions.SCALE_DRAIN` (library/heal_plan.py and site_plan.py import it).
-EVENT_DRAIN = SCALE_DRAIN
-
 
 class InstanceLike(Protocol):
     @property
@@ -80,4 +77,4 @@ def plan_site(
     return SitePlan(pool, desired, max_size, len(members), alive, dead, launch)
 
 
-__all__ = ["EVENT_DRAIN", "SitePlan", "leaving_hosts", "plan_site"]
+__all__ = ["SitePlan", "leaving_hosts", "plan_site"]
