@@ -22,6 +22,7 @@ from ansible.module_utils.hapool.templates import (
     PLACEHOLDERS,
     POOL,
     PORT,
+    PREFIX,
     TemplateIndex,
     TemplateInputs,
     TemplateVersion,
@@ -36,8 +37,12 @@ from ansible.module_utils.hapool.templates import (
     read_index,
     record_bake,
     template_version,
+    templatize,
+    templatize_tree,
     write_index,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 V1, V2, V3, V4, V5 = (f"{n:012x}" for n in (0xA1, 0xB2, 0xC3, 0xD4, 0xE5))
 VALUES = {HOST: "web-3f9a2c", POOL: "web", ADDRESS: "127.0.0.1", PORT: "8081"}
@@ -61,13 +66,16 @@ def write(path: Path, data: bytes | str, mode: int | None = None) -> Path:
 # --- placeholders -----------------------------------------------------------------------------------
 
 
-def test_placeholders_are_the_four_known_ones_and_match_the_pattern() -> None:
+def test_placeholders_are_the_five_known_ones_and_match_the_pattern() -> None:
     assert set(PLACEHOLDERS) == {
         "@@HAPOOL_HOST@@",
         "@@HAPOOL_POOL@@",
         "@@HAPOOL_ADDRESS@@",
         "@@HAPOOL_PORT@@",
+        "@@HAPOOL_PREFIX@@",
     }
+    assert PREFIX == "@@HAPOOL_PREFIX@@"
+    assert "directory" in PLACEHOLDERS[PREFIX]
     assert all(PLACEHOLDER_RE.fullmatch(p) for p in PLACEHOLDERS)
     assert all(PLACEHOLDERS.values())  # each has its meaning
     assert issubclass(TemplateError, HapoolError)
@@ -455,6 +463,355 @@ def test_personalize_tree_skips_fifos(tmp_path: Path) -> None:
     personalize_tree(src, tmp_path / "dest", VALUES)
     assert sorted(os.listdir(tmp_path / "dest")) == ["a.txt"]
 
+
+
+# --- templatize ---------------------------------------------------------------------------------------
+
+BAKE = "/tmp/hapool-bake/web/3f9a2c0b1d4e"  # the concrete values a bake renders with
+BAKE_VALUES = {PREFIX: BAKE, ADDRESS: "127.0.0.1", PORT: "39123", HOST: "bake-host", POOL: "web"}
+BAKE_R = {value: placeholder for placeholder, value in BAKE_VALUES.items()}
+
+
+@pytest.mark.parametrize(
+    ("text", "replacements", "expected"),
+    [
+        ("", BAKE_R, ""),
+        ("nothing to do", BAKE_R, "nothing to do"),
+        (f"pid {BAKE}/logs/nginx.pid;", BAKE_R, "pid @@HAPOOL_PREFIX@@/logs/nginx.pid;"),
+        ("listen 127.0.0.1:39123;", BAKE_R, "listen @@HAPOOL_ADDRESS@@:@@HAPOOL_PORT@@;"),
+        # longest first: the key that contains another wins where both match
+        ("web-1 web", {"web": POOL, "web-1": HOST}, "@@HAPOOL_HOST@@ @@HAPOOL_POOL@@"),
+        ("/srv/a/b /srv/a", {"/srv/a": PREFIX, "/srv/a/b": HOST}, "@@HAPOOL_HOST@@ @@HAPOOL_PREFIX@@"),
+        # one pass: a placeholder put in is never replaced again, even by a key it contains
+        ("x", {"x": HOST, "HOST": POOL, "@@": PORT}, "@@HAPOOL_HOST@@"),
+        ("aaa", {"aa": HOST}, "@@HAPOOL_HOST@@a"),  # non-overlapping, left to right
+        # regex metacharacters are literal
+        (
+            r"a.b a+b \1 $&",
+            {"a.b": HOST, r"\1": PORT, "$&": POOL},
+            "@@HAPOOL_HOST@@ a+b @@HAPOOL_PORT@@ @@HAPOOL_POOL@@",
+        ),
+        # two keys may share a placeholder
+        (
+            "127.0.0.1 localhost",
+            {"127.0.0.1": ADDRESS, "localhost": ADDRESS},
+            "@@HAPOOL_ADDRESS@@ @@HAPOOL_ADDRESS@@",
+        ),
+        # a placeholder already there is kept when it is one of the values
+        ("@@HAPOOL_HOST@@ on 39123", {"39123": PORT, "h": HOST}, "@@HAPOOL_HOST@@ on @@HAPOOL_PORT@@"),
+        ("@@HAPOOL_host@@ @HAPOOL_HOST@", {}, "@@HAPOOL_host@@ @HAPOOL_HOST@"),  # not placeholders
+        ("unicode é ✓ web", {"é ✓": HOST}, "unicode @@HAPOOL_HOST@@ web"),
+    ],
+)
+def test_templatize(text: str, replacements: dict[str, str], expected: str) -> None:
+    assert templatize(text, replacements) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "replacements", "message"),
+    [
+        ("x", {"": HOST}, "non-empty string"),
+        ("x", {1: HOST}, "non-empty string"),
+        ("x", {"@@HAPOOL_HOST@@": POOL}, "contains '@@HAPOOL_'"),
+        ("x", {"a@@HAPOOL_": POOL}, "contains '@@HAPOOL_'"),
+        ("x", {"web": "HOST"}, "must be replaced by a placeholder"),
+        ("x", {"web": "@@hapool_host@@"}, "must be replaced by a placeholder"),
+        ("x", {"web": "@@HAPOOL_HOST@@ "}, "must be replaced by a placeholder"),
+        ("x", {"web": None}, "must be replaced by a placeholder"),
+        ("@@HAPOOL_ZONE@@ @@HAPOOL_A@@ web", {"web": POOL}, "@@HAPOOL_A@@, @@HAPOOL_ZONE@@, which no string"),
+        ("@@HAPOOL_HOST@@", {}, "already holds the placeholder"),
+        # a key that cuts into a placeholder the text holds
+        ("@@HAPOOL_HOST@@", {"HOST@@": PORT, "h": HOST}, "overlaps the placeholder @@HAPOOL_HOST@@"),
+        ("x@@HAPOOL_HOST@@", {"x@@": PORT, "h": HOST}, "overlaps the placeholder"),
+        # a placeholder put next to "@@HAPOOL_A" would read as "@@HAPOOL_A@@"
+        ("@@HAPOOL_Ak@@", {"k": HOST}, "read differently around @@HAPOOL_A@@"),
+    ],
+)
+def test_templatize_refuses(text: str, replacements: dict[Any, Any], message: str) -> None:
+    with pytest.raises(TemplateError, match=message):
+        templatize(text, replacements)
+
+
+def test_templatize_refuses_a_text_that_is_not_a_str() -> None:
+    with pytest.raises(TemplateError, match="not a bytes"):
+        templatize(b"x", {})  # type: ignore[arg-type]
+
+
+def bake_tree(root: Path) -> Path:
+    """What a bake renders: concrete values that nginx -t accepts, and things left alone."""
+    nginx_conf = f"pid {BAKE}/run/nginx.pid;\nerror_log {BAKE}/logs/error.log;\n"
+    write(root / "conf" / "nginx.conf", nginx_conf, 0o640)
+    write(root / "conf" / "site.conf", "server { listen 127.0.0.1:39123; server_name bake-host; }\n", 0o600)
+    write(root / "conf" / "mime.types", "types { text/html html; }\n", 0o644)
+    write(root / "html" / "index.html", "<h1>bake-host of web</h1>\r\n")  # CRLF kept
+    write(root / "sbin" / "start", f"#!/bin/sh\nexec nginx -p {BAKE}\n", 0o755)
+    write(root / "bin.dat", b"\xff\xfe" + BAKE.encode())  # not UTF-8: left alone
+    write(root / "nul.dat", BAKE.encode() + b"\0")  # a NUL: binary, left alone
+    write(root / "big.txt", BAKE + "x" * 200)  # over max_bytes: left alone
+    (root / "logs").mkdir()
+    (root / "html" / "current").symlink_to("index.html")
+    (root / "abs").symlink_to("/etc/nginx")
+    return root
+
+
+def test_templatize_tree_then_personalize_tree_gives_a_host_its_own_values(tmp_path: Path) -> None:
+    root = bake_tree(tmp_path / "bake")
+    before = {rel: (root / rel).read_bytes() for rel in ("bin.dat", "nul.dat", "big.txt", "conf/mime.types")}
+    modes = {p.relative_to(root): stat.S_IMODE(p.lstat().st_mode) for p in root.rglob("*")}
+    changed = templatize_tree(root, BAKE_R, max_bytes=128)
+    assert changed == ["conf/nginx.conf", "conf/site.conf", "html/index.html", "sbin/start"]
+    assert (root / "conf" / "nginx.conf").read_text() == (
+        "pid @@HAPOOL_PREFIX@@/run/nginx.pid;\nerror_log @@HAPOOL_PREFIX@@/logs/error.log;\n"
+    )
+    assert (root / "conf" / "site.conf").read_text() == (
+        "server { listen @@HAPOOL_ADDRESS@@:@@HAPOOL_PORT@@; server_name @@HAPOOL_HOST@@; }\n"
+    )
+    assert (root / "html" / "index.html").read_bytes() == b"<h1>@@HAPOOL_HOST@@ of @@HAPOOL_POOL@@</h1>\r\n"
+    assert {rel: (root / rel).read_bytes() for rel in before} == before
+    assert {p.relative_to(root): stat.S_IMODE(p.lstat().st_mode) for p in root.rglob("*")} == modes
+    assert os.readlink(root / "html" / "current") == "index.html"
+    assert not [p for p in root.rglob(".*")]  # no temporary file left
+    assert templatize_tree(root, BAKE_R, max_bytes=128) == []  # a second pass has nothing to do
+
+    host = {
+        PREFIX: "/srv/hosts/web-3f9a2c",
+        ADDRESS: "127.0.0.2",
+        PORT: "8081",
+        HOST: "web-3f9a2c",
+        POOL: "web",
+    }
+    dest = tmp_path / "hosts" / "web-3f9a2c"
+    personalize_tree(root, dest, host, max_bytes=128)
+    assert (dest / "conf" / "site.conf").read_text() == (
+        "server { listen 127.0.0.2:8081; server_name web-3f9a2c; }\n"
+    )
+    assert (dest / "sbin" / "start").read_text() == "#!/bin/sh\nexec nginx -p /srv/hosts/web-3f9a2c\n"
+    # and with the bake's own values, the bake comes back byte for byte
+    again = tmp_path / "again"
+    personalize_tree(root, again, BAKE_VALUES, max_bytes=128)
+    original = bake_tree(tmp_path / "original")
+    assert tree_snapshot(again) == tree_snapshot(original)
+
+
+def tree_snapshot(root: Path) -> dict[str, tuple[str, bytes | str, int]]:
+    """Every entry under ``root``: its kind, content (a link's target) and mode."""
+    snapshot: dict[str, tuple[str, bytes | str, int]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if path.is_symlink():
+            snapshot[rel] = ("link", os.readlink(path), 0)
+        elif path.is_dir():
+            snapshot[rel] = ("dir", b"", mode)
+        else:
+            snapshot[rel] = ("file", path.read_bytes(), mode)
+    return snapshot
+
+
+@pytest.mark.parametrize(
+    ("files", "replacements"),
+    [
+        ({"a.conf": "listen 127.0.0.1:39123;"}, BAKE_R),
+        ({"a": "web-1 web web-12", "b/c/d": "web-12web-1web"}, {"web": POOL, "web-1": HOST, "web-12": PORT}),
+        ({"x": "\n".join(["/b/d /b /b/d/e"] * 50)}, {"/b": PREFIX, "/b/d": HOST, "/b/d/e": PORT}),
+        ({"empty": "", "same": "aaaa", "sub/other": "ba ab"}, {"a": HOST, "aa": POOL}),
+    ],
+)
+def test_templatize_tree_round_trips_hand_made_trees(
+    tmp_path: Path, files: dict[str, str], replacements: dict[str, str]
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    for rel, text in files.items():
+        write(root / rel, text)
+    original = tree_snapshot(root)
+    templatize_tree(root, replacements)
+    values = {placeholder: key for key, placeholder in replacements.items()}
+    dest = tmp_path / "dest"
+    personalize_tree(root, dest, values)
+    assert tree_snapshot(dest) == original
+
+
+def test_templatize_tree_refuses_a_link_whose_target_holds_a_key_and_writes_nothing(tmp_path: Path) -> None:
+    root = bake_tree(tmp_path / "bake")
+    (root / "logs" / "current").symlink_to(f"{BAKE}/logs/error.log")
+    original = tree_snapshot(root)
+    message = r"logs/current: the symlink's target .* is not personalized at launch"
+    with pytest.raises(TemplateError, match=message):
+        templatize_tree(root, BAKE_R)
+    assert tree_snapshot(root) == original  # the files checked before the link were not written
+
+
+def test_templatize_tree_names_the_file_it_refuses_and_writes_nothing(tmp_path: Path) -> None:
+    root = bake_tree(tmp_path / "bake")
+    write(root / "zz" / "stale.conf", "@@HAPOOL_OLD@@\n")
+    original = tree_snapshot(root)
+    with pytest.raises(TemplateError, match=r"cannot templatize .*: zz/stale\.conf: .*@@HAPOOL_OLD@@"):
+        templatize_tree(root, BAKE_R)
+    assert tree_snapshot(root) == original
+
+
+@pytest.mark.parametrize(
+    ("replacements", "max_bytes", "message"),
+    [
+        ({"": HOST}, 1 << 20, "non-empty string"),
+        ({"x@@HAPOOL_": HOST}, 1 << 20, "contains '@@HAPOOL_'"),
+        ({"web": "web"}, 1 << 20, "must be replaced by a placeholder"),
+        (BAKE_R, -1, "max_bytes"),
+        (BAKE_R, True, "max_bytes"),
+        (BAKE_R, 1.5, "max_bytes"),
+    ],
+)
+def test_templatize_tree_refuses_bad_arguments(
+    tmp_path: Path, replacements: dict[str, Any], max_bytes: Any, message: str
+) -> None:
+    root = bake_tree(tmp_path / "bake")
+    original = tree_snapshot(root)
+    with pytest.raises(TemplateError, match=message):
+        templatize_tree(root, replacements, max_bytes=max_bytes)
+    assert tree_snapshot(root) == original
+
+
+def test_templatize_tree_refuses_what_is_not_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="not a directory"):
+        templatize_tree(tmp_path / "missing", BAKE_R)
+    write(tmp_path / "file", BAKE)
+    with pytest.raises(TemplateError, match="not a directory"):
+        templatize_tree(tmp_path / "file", BAKE_R)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "dir")
+    with pytest.raises(TemplateError, match="a symlink is not followed"):
+        templatize_tree(tmp_path / "link", BAKE_R)
+
+
+def test_templatize_tree_does_not_follow_symlinks_and_skips_fifos(tmp_path: Path) -> None:
+    outside = write(tmp_path / "outside" / "f.conf", BAKE)
+    root = tmp_path / "root"
+    write(root / "a.conf", BAKE)
+    (root / "link_file").symlink_to(outside)
+    (root / "link_dir").symlink_to(outside.parent, target_is_directory=True)
+    os.mkfifo(root / "fifo")
+    assert templatize_tree(root, BAKE_R) == ["a.conf"]
+    assert outside.read_text() == BAKE  # not reached through a link
+
+
+def test_templatize_tree_names_a_file_it_cannot_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = bake_tree(tmp_path / "bake")
+    refuse_to_open(monkeypatch, "start")
+    with pytest.raises(TemplateError, match=r"sbin/start: Permission denied"):
+        templatize_tree(root, BAKE_R)
+
+
+def test_templatize_tree_names_a_file_it_cannot_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = bake_tree(tmp_path / "bake")
+    real_replace = os.replace
+
+    def fail_replace(src: Any, dst: Any) -> None:
+        if os.path.basename(os.fspath(dst)) == "site.conf":
+            raise PermissionError(13, "Permission denied", os.fspath(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", fail_replace)
+    with pytest.raises(TemplateError, match=r"conf/site\.conf: Permission denied"):
+        templatize_tree(root, BAKE_R)
+    assert not [p for p in root.rglob(".site.conf.*")]  # atomic_write removed its temporary file
+
+
+# --- the round trip, by hypothesis --------------------------------------------------------------------
+
+round_trip = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+NAMES = st.sampled_from([HOST, POOL, ADDRESS, PORT, PREFIX, "@@HAPOOL_EXTRA_1@@"])
+# concrete values, and texts made of them and of anything else; neither alphabet can spell
+# "@@HAPOOL_", which a rendered tree does not hold
+VALUE = st.text(alphabet="abw-1./:@ é", min_size=1, max_size=8)
+HOST_VALUES = st.dictionaries(NAMES, VALUE, min_size=1, max_size=5)
+FILLER = st.text(alphabet="abcw-1./:@ \n\r\t{};é✓", max_size=12)
+MARKS = ["@@HAPOOL_", "@@HAPOOL_A", "@@", "A", "_", "@@HAPOOL_HOST@@"]
+APART_VALUE = st.text(alphabet="abc0123.-/", min_size=1, max_size=6)
+REL = st.sampled_from(["a", "b.conf", "conf/nginx.conf", "conf/sub/x", "html/index.html"])
+
+
+@st.composite
+def concrete_trees(draw: st.DrawFn) -> tuple[dict[str, str], dict[str, str]]:
+    values = draw(HOST_VALUES)
+    pieces = st.one_of(FILLER, st.sampled_from(sorted(values.values())))
+    files = draw(st.dictionaries(REL, st.lists(pieces, max_size=12).map("".join), max_size=5))
+    return files, values
+
+
+def fresh(tmp_path: Path, name: str) -> Path:
+    """A new directory per example (hypothesis reuses tmp_path)."""
+    number = len(list(tmp_path.iterdir()))
+    return tmp_path / f"{name}-{number}"
+
+
+@round_trip
+@given(example=concrete_trees())
+def test_templatize_tree_then_personalize_tree_reproduces_the_tree(
+    tmp_path: Path, example: tuple[dict[str, str], dict[str, str]]
+) -> None:
+    files, values = example
+    root = fresh(tmp_path, "tree")
+    root.mkdir()
+    for rel, text in files.items():
+        if (root / rel).exists() or any((root / parent).is_file() for parent in Path(rel).parents):
+            continue
+        write(root / rel, text)
+    original = tree_snapshot(root)
+    replacements = {value: placeholder for placeholder, value in values.items()}
+    changed = templatize_tree(root, replacements)
+    assert changed == sorted(
+        rel for rel, (_, data, _) in original.items() if any(key.encode() in data for key in replacements)
+    )
+    for rel in changed:  # every value became a placeholder: none is left between them
+        rest = PLACEHOLDER_RE.sub("\0", (root / rel).read_text(encoding="utf-8"))
+        assert not [key for key in replacements if key in rest], rel
+    dest = fresh(tmp_path, "dest")
+    personalize_tree(root, dest, values)
+    assert tree_snapshot(dest) == original
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    values=st.dictionaries(NAMES, st.text(alphabet="a@A_ ", min_size=1, max_size=3), min_size=1, max_size=3),
+    text=st.lists(st.one_of(st.text(alphabet="a@A_ ", max_size=3), st.sampled_from(MARKS)), max_size=10)
+    .map("".join),
+)
+def test_templatize_refuses_or_round_trips_near_placeholder_marks(values: dict[str, str], text: str) -> None:
+    replacements = {value: placeholder for placeholder, value in values.items()}
+    try:
+        result = templatize(text, replacements)
+    except TemplateError:
+        return
+    # what personalize does with the text, it does with the templatized text
+    try:
+        expected = personalize(text, values)
+    except TemplateError:
+        with pytest.raises(TemplateError):
+            personalize(result, values)
+        return
+    assert personalize(result, values) == expected
+
+
+@round_trip
+@given(
+    values=st.dictionaries(NAMES, APART_VALUE, min_size=1, max_size=5).filter(
+        lambda values: len(set(values.values())) == len(values)
+    ),
+    layout=st.lists(st.tuples(st.text(alphabet="xyz {};\n", min_size=1, max_size=5), NAMES), max_size=8),
+)
+def test_personalize_then_templatize_gives_the_template_back(
+    values: dict[str, str], layout: list[tuple[str, str]]
+) -> None:
+    """The other direction: a template whose placeholders stand apart (filler in between, made of
+    characters no value uses) and distinct values comes back from a personalized copy."""
+    template = "".join(f"{filler}{name}" for filler, name in layout if name in values) + "x"
+    personalized = personalize(template, values)
+    assert templatize(personalized, {value: name for name, value in values.items()}) == template
 
 # --- the index ------------------------------------------------------------------------------------------
 

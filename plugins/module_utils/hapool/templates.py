@@ -14,11 +14,16 @@ Per-host values cannot be baked in: the artefact holds placeholders, substituted
 - ``@@HAPOOL_HOST@@``    — the instance name;
 - ``@@HAPOOL_POOL@@``    — the pool name;
 - ``@@HAPOOL_ADDRESS@@`` — the address the host serves on;
-- ``@@HAPOOL_PORT@@``    — the port the host serves on.
+- ``@@HAPOOL_PORT@@``    — the port the host serves on;
+- ``@@HAPOOL_PREFIX@@``  — the host's own directory (local provider).
 
 Any ``@@HAPOOL_[A-Z0-9_]+@@`` is a placeholder (:data:`PLACEHOLDER_RE`); one in a text without a
 value is an error, never left in place. Substitution is one pass and a value may not contain
 ``@@HAPOOL_``, so a value never brings in another placeholder.
+
+The round trip: a bake renders the role with concrete values ``nginx -t`` accepts (the bake
+directory as prefix, a throw-away listen), :func:`templatize_tree` turns exactly those strings into
+placeholders, and each launch copies that tree with :func:`personalize_tree` and the host's values.
 
 Each pool keeps one index of its baked versions, ``<state_root>/templates/<pool>/index.json``
 (:func:`index_path`), written atomically (``files.atomic_write``)::
@@ -64,12 +69,14 @@ HOST = "@@HAPOOL_HOST@@"
 POOL = "@@HAPOOL_POOL@@"
 ADDRESS = "@@HAPOOL_ADDRESS@@"
 PORT = "@@HAPOOL_PORT@@"
+PREFIX = "@@HAPOOL_PREFIX@@"
 
 PLACEHOLDERS: Mapping[str, str] = {
     HOST: "the instance name",
     POOL: "the pool name",
     ADDRESS: "the address the host serves on",
     PORT: "the port the host serves on",
+    PREFIX: "the host's own directory (local provider)",
 }
 """Every placeholder hapool substitutes at launch, with its meaning."""
 
@@ -366,6 +373,186 @@ def _copy_tree(source: str, target: str, values: dict[str, str], max_bytes: int)
     for path, mode in reversed(dir_modes):
         os.chmod(path, mode)
     return sorted(changed)
+
+
+
+# --- templatize: the inverse of personalize -------------------------------------------------------
+
+
+def _checked_replacements(replacements: Mapping[str, str]) -> dict[str, str]:
+    checked: dict[str, str] = {}
+    for key, value in replacements.items():
+        if not isinstance(key, str) or not key:
+            raise TemplateError(f"a string to replace must be a non-empty string, not {key!r}")
+        if PLACEHOLDER_MARK in key:
+            raise TemplateError(
+                f"the string to replace {key!r} contains {PLACEHOLDER_MARK!r}: a placeholder is not a value"
+            )
+        if not isinstance(value, str) or not PLACEHOLDER_RE.fullmatch(value):
+            raise TemplateError(
+                f"{key!r} must be replaced by a placeholder (@@HAPOOL_NAME@@: capitals, digits, _), "
+                f"not {value!r}"
+            )
+        checked[key] = value
+    return checked
+
+
+def _replacer(checked: Mapping[str, str]) -> re.Pattern[str] | None:
+    """One alternation of the keys, longest first: where two keys match at the same place, the
+    longer one (one that contains the other) wins."""
+    if not checked:
+        return None
+    keys = sorted(checked, key=lambda key: (-len(key), key))
+    return re.compile("|".join(re.escape(key) for key in keys))
+
+
+def _templatize(text: str, checked: Mapping[str, str], pattern: re.Pattern[str] | None) -> str:
+    found = [(match.start(), match.end(), match.group(0)) for match in PLACEHOLDER_RE.finditer(text)]
+    allowed = set(checked.values())
+    foreign = sorted({placeholder for _, _, placeholder in found if placeholder not in allowed})
+    if foreign:
+        raise TemplateError(
+            f"the text already holds the placeholder(s) {', '.join(foreign)}, which no string is replaced "
+            "by: at launch it would be ambiguous"
+        )
+    matches = list(pattern.finditer(text)) if pattern is not None else []
+    if not matches:
+        return text
+    pieces: list[str] = []
+    expected: list[tuple[int, str]] = []  # (position in the result, placeholder)
+    position = shift = index = 0
+    for match in matches:
+        start, end = match.span()
+        while index < len(found) and found[index][1] <= start:
+            expected.append((found[index][0] + shift, found[index][2]))
+            index += 1
+        if index < len(found) and found[index][0] < end:
+            raise TemplateError(
+                f"{match.group(0)!r} overlaps the placeholder {found[index][2]} the text already holds"
+            )
+        placeholder = checked[match.group(0)]
+        pieces += (text[position:start], placeholder)
+        expected.append((start + shift, placeholder))
+        shift += len(placeholder) - (end - start)
+        position = end
+    expected += [(start + shift, placeholder) for start, _, placeholder in found[index:]]
+    pieces.append(text[position:])
+    result = "".join(pieces)
+    # a placeholder put next to text such as "@@HAPOOL_A" may read differently: "@@HAPOOL_A@@..."
+    actual = [(match.start(), match.group(0)) for match in PLACEHOLDER_RE.finditer(result)]
+    if actual != expected:
+        wrong = next(item for item in [*actual, *expected] if (item in actual) != (item in expected))
+        raise TemplateError(
+            f"replacing would make the placeholders read differently around {wrong[1]} (a string to replace "
+            f"next to {PLACEHOLDER_MARK!r} or '@@' in the text)"
+        )
+    return result
+
+
+def templatize(text: str, replacements: Mapping[str, str]) -> str:
+    """``text`` with each exact string of ``replacements`` (a key) replaced by its placeholder (its
+    value): the inverse of :func:`personalize`.
+
+    One pass, keys longest first (so a key that contains another wins), so a replaced text is never
+    replaced again. Refused (:class:`TemplateError`): an empty key, a key containing
+    ``@@HAPOOL_``, a value that is not a placeholder, a text that already holds a placeholder that
+    is none of the values (it would be ambiguous at launch), and a replacement that would change
+    which placeholders the text reads as (a key overlapping a placeholder, or put next to
+    ``@@HAPOOL_...``). For a text without ``@@HAPOOL_`` and ``values`` (placeholder -> non-empty
+    string), ``personalize(templatize(text, {v: p for p, v in values.items()}), values) == text``.
+    """
+    if not isinstance(text, str):
+        raise TemplateError(f"templatize takes a text, not a {type(text).__name__}")
+    checked = _checked_replacements(replacements)
+    return _templatize(text, checked, _replacer(checked))
+
+
+def _read_text(path: str, max_bytes: int) -> tuple[str | None, int]:
+    """The text of a regular file and its mode; None when it is binary, too big or not UTF-8."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as reader:
+        info = os.fstat(reader.fileno())
+        mode = stat.S_IMODE(info.st_mode)
+        if info.st_size > max_bytes:
+            return None, mode
+        data = reader.read(max_bytes + 1)
+    if len(data) > max_bytes or b"\0" in data:
+        return None, mode
+    try:
+        return data.decode("utf-8"), mode
+    except UnicodeDecodeError:
+        return None, mode
+
+
+def _templatized_files(
+    top: str, checked: Mapping[str, str], pattern: re.Pattern[str] | None, max_bytes: int
+) -> list[tuple[str, str, str, int]]:
+    """(relative path, path, new text, mode) of every file under ``top`` that templatizing changes;
+    nothing is written."""
+    changes: list[tuple[str, str, str, int]] = []
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        with os.scandir(os.path.join(top, rel_dir)) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if entry.is_symlink():
+                target = os.readlink(entry.path)
+                hit = pattern.search(target) if pattern is not None else None
+                if hit is not None:
+                    raise TemplateError(
+                        f"{rel}: the symlink's target {target!r} holds {hit.group(0)!r}: a link's target "
+                        "is not personalized at launch, every host would point where the bake did"
+                    )
+            elif entry.is_dir(follow_symlinks=False):
+                pending.append(rel)
+            elif entry.is_file(follow_symlinks=False):
+                text, mode = _read_text(entry.path, max_bytes)
+                if text is None:
+                    continue
+                try:
+                    new = _templatize(text, checked, pattern)
+                except TemplateError as exc:
+                    raise TemplateError(f"{rel}: {exc}") from None
+                if new != text:
+                    changes.append((rel, entry.path, new, mode))
+    return changes
+
+
+def templatize_tree(
+    root: str | os.PathLike[str],
+    replacements: Mapping[str, str],
+    *,
+    max_bytes: int = MAX_PERSONALIZE_BYTES,
+) -> list[str]:
+    """:func:`templatize` every regular file under ``root`` in place; the relative paths (POSIX,
+    sorted) of the files that changed.
+
+    The files :func:`personalize_tree` would personalize are the ones templatized: UTF-8 text, no
+    NUL byte, at most ``max_bytes`` bytes; others are left alone. A changed file is replaced
+    atomically (``files.atomic_write``), keeping its mode. Symlinks are not followed, and a symlink
+    whose target holds a string to replace is refused: a link's target is not personalized at
+    launch, every host would point where the bake did. Every file is templatized before any is
+    written, so a refusal (:class:`TemplateError`, naming the file) leaves the tree as it was; an
+    error while writing leaves each file old or new, never half of one.
+    """
+    checked = _checked_replacements(replacements)
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+        raise TemplateError(f"max_bytes must be a whole number >= 0, not {max_bytes!r}")
+    top = os.path.abspath(os.fspath(root))
+    if not os.path.isdir(top) or os.path.islink(top):
+        raise TemplateError(f"the tree to templatize {top} is not a directory (a symlink is not followed)")
+    try:
+        changes = _templatized_files(top, checked, _replacer(checked), max_bytes)
+        for _, path, new, mode in changes:
+            atomic_write(path, new, mode=mode)
+    except TemplateError as exc:
+        raise TemplateError(f"cannot templatize {top}: {exc}") from exc
+    except OSError as exc:
+        where = exc.filename or top
+        raise TemplateError(f"cannot templatize {top}: {where}: {exc.strerror or exc}") from exc
+    return sorted(rel for rel, _, _, _ in changes)
 
 
 # --- the index of baked versions ------------------------------------------------------------------
