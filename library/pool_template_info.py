@@ -214,13 +214,11 @@ inputs:
   sample: {"provider": "docker", "base": "sha256:0b1d4e", "variables": 14, "files": 23}
 """
 
-import hashlib
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hapool.errors import InvalidArgumentError, TemplateError
+from ansible.module_utils.hapool.errors import InvalidArgumentError
 from ansible.module_utils.hapool.module import run_module
 from ansible.module_utils.hapool.pools import validate_pool
 from ansible.module_utils.hapool.providers.options import pool_params
@@ -228,11 +226,11 @@ from ansible.module_utils.hapool.providers.state import default_state_root
 from ansible.module_utils.hapool.templates import (
     VERSION_RE,
     TemplateInputs,
-    file_digests,
     hosts_behind,
     index_path,
     plan_bake,
     read_index,
+    template_files,
     template_version,
 )
 
@@ -245,42 +243,6 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "state_dir": {"type": "path"},
     "instances": {"type": "list", "elements": "dict", "default": []},
 }
-
-_CHUNK = 1 << 16
-
-
-def _extra_digest(path: str) -> str:
-    """The sha256 (hex) of an extra file's content (a symlink given here is followed: it is the
-    file the playbook names)."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-    except OSError as exc:
-        raise TemplateError(f"cannot read the extra file {path}: {exc.strerror or exc}") from exc
-    return digest.hexdigest()
-
-
-def template_files(role_dir: str, extra: Sequence[str]) -> dict[str, str]:
-    """Every file of the template and its sha256: ``role/<relative path>`` for the role's files
-    (``templates.file_digests``, its default excludes), ``extra/<basename>`` for the extra ones."""
-    try:
-        role = file_digests(role_dir)
-    except TemplateError as exc:
-        raise TemplateError(f"role_dir {role_dir}: {exc}") from None
-    files = {f"role/{rel}": digest for rel, digest in role.items()}
-    seen: dict[str, str] = {}
-    for path in extra:
-        name = os.path.basename(os.path.normpath(path))
-        if name in seen:
-            raise TemplateError(
-                f"the extra files {seen[name]} and {path} have the same basename {name!r} "
-                "(extra files are keyed by basename)"
-            )
-        seen[name] = path
-        files[f"extra/{name}"] = _extra_digest(path)
-    return files
 
 
 def host_versions(instances: Sequence[Any]) -> dict[str, str | None]:

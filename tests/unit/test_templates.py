@@ -26,7 +26,9 @@ from ansible.module_utils.hapool.templates import (
     TemplateIndex,
     TemplateInputs,
     TemplateVersion,
+    _walk,
     drop_versions,
+    file_digest,
     file_digests,
     hosts_behind,
     index_path,
@@ -36,6 +38,7 @@ from ansible.module_utils.hapool.templates import (
     plan_gc,
     read_index,
     record_bake,
+    template_files,
     template_version,
     templatize,
     templatize_tree,
@@ -180,6 +183,47 @@ def test_file_digests_names_a_directory_it_cannot_open(tmp_path: Path) -> None:
     write(tmp_path / "file", "x")
     with pytest.raises(TemplateError, match="is not a directory"):
         file_digests(tmp_path / "file")
+
+
+def test_file_digest_hashes_the_content_follows_a_symlink_unless_told_and_names_what_it_cannot_read(
+    tmp_path: Path,
+) -> None:
+    target = write(tmp_path / "start", b"#!/bin/sh\n")
+    (tmp_path / "link").symlink_to(target)
+    assert file_digest(target) == file_digest(str(tmp_path / "link")) == sha(b"#!/bin/sh\n")
+    with pytest.raises(TemplateError, match=r"cannot read .*/link: "):
+        file_digest(tmp_path / "link", follow_symlinks=False)
+    with pytest.raises(TemplateError, match=r"cannot read the extra file .*/gone: No such file"):
+        file_digest(tmp_path / "gone", what="the extra file")
+    with pytest.raises(TemplateError, match=rf"cannot read {tmp_path}: Is a dir"):
+        file_digest(tmp_path)
+
+
+def test_template_files_keys_the_roles_files_and_the_extra_ones(tmp_path: Path) -> None:
+    role = role_tree(tmp_path / "role")
+    extra = write(tmp_path / "scripts" / "hapool-start", "#!/bin/sh\n")
+    files = template_files(str(role), [str(extra)])
+    assert files == {
+        **{f"role/{rel}": digest for rel, digest in file_digests(role).items()},
+        "extra/hapool-start": sha(b"#!/bin/sh\n"),
+    }
+    with pytest.raises(TemplateError, match=rf"role_dir {tmp_path}/nope: {tmp_path}/nope is not a directory"):
+        template_files(str(tmp_path / "nope"), [])
+    twin = write(tmp_path / "other" / "hapool-start", "x")
+    with pytest.raises(TemplateError, match=r"have the same basename 'hapool-start'"):
+        template_files(str(role), [str(extra), str(twin)])
+
+
+def test_the_walk_lists_each_directory_sorted_the_last_one_seen_first_and_never_enters_a_link(
+    tmp_path: Path,
+) -> None:
+    for rel in ("b/y", "a/x", "c", "a/d/z", "skip/w"):
+        write(tmp_path / rel, "v\n")
+    (tmp_path / "e").symlink_to(tmp_path / "a", target_is_directory=True)
+    walked = [rel for rel, _ in _walk(str(tmp_path), lambda rel, name: name == "skip")]
+    assert walked == ["a", "b", "c", "e", "b/y", "a/d", "a/x", "a/d/z"]
+    personalize_tree(tmp_path, tmp_path.parent / "copy", VALUES)
+    assert (tmp_path.parent / "copy" / "e").is_symlink()
 
 
 # --- template_version ---------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
@@ -109,15 +109,53 @@ def _excluded(rel: str, name: str, exclude: Iterable[str]) -> bool:
     return any(fnmatchcase(rel if "/" in pattern else name, pattern) for pattern in exclude)
 
 
-def _file_digest(path: str) -> str:
+def _walk(
+    top: str, skip: Callable[[str, str], bool] | None = None
+) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """(POSIX relative path, entry) of everything under ``top``: each directory's entries sorted by
+    name, a directory's content after all its siblings, the last directory seen first (a stack).
+
+    Only real directories are descended into, a symlink never is. An entry for which
+    ``skip(rel, name)`` is true is neither yielded nor descended into. A directory that cannot be
+    listed raises the OSError of ``os.scandir`` (its ``filename`` names the directory).
+    """
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        with os.scandir(os.path.join(top, rel_dir) if rel_dir else top) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if skip is not None and skip(rel, entry.name):
+                continue
+            yield rel, entry
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(rel)
+
+
+def file_digest(path: str | os.PathLike[str], *, what: str = "", follow_symlinks: bool = True) -> str:
+    """The sha256 (hex) of the content of the file at ``path``.
+
+    A symlink is followed (it is the file the caller names), unless ``follow_symlinks`` is false:
+    then it cannot be read. A file that cannot be read is a :class:`TemplateError`
+    ``cannot read <what> <path>: <why>``.
+    """
+    name = os.fspath(path)
     digest = hashlib.sha256()
+    flags = os.O_RDONLY | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as handle:
+        fd = os.open(name, flags)
+        try:
+            handle = os.fdopen(fd, "rb")  # refuses a directory (EISDIR)
+        except BaseException:
+            os.close(fd)
+            raise
+        with handle:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
     except OSError as exc:
-        raise TemplateError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        label = f"{what} {name}" if what else name
+        raise TemplateError(f"cannot read {label}: {exc.strerror or exc}") from exc
     return digest.hexdigest()
 
 
@@ -144,26 +182,41 @@ def file_digests(root: str | os.PathLike[str], *, exclude: Iterable[str] = DEFAU
     if not os.path.isdir(base):
         raise TemplateError(f"{base} is not a directory")
     digests: dict[str, str] = {}
-    pending = [""]
-    while pending:
-        rel_dir = pending.pop()
-        directory = os.path.join(base, rel_dir) if rel_dir else base
-        try:
-            with os.scandir(directory) as listing:
-                entries = list(listing)
-        except OSError as exc:
-            raise TemplateError(f"cannot list {directory}: {exc.strerror or exc}") from exc
-        for entry in entries:
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            if _excluded(rel, entry.name, patterns):
-                continue
+    try:
+        for rel, entry in _walk(base, lambda rel, name: _excluded(rel, name, patterns)):
             if entry.is_symlink():
                 digests[rel] = _link_digest(entry.path)
-            elif entry.is_dir(follow_symlinks=False):
-                pending.append(rel)
             elif entry.is_file(follow_symlinks=False):
-                digests[rel] = _file_digest(entry.path)
+                digests[rel] = file_digest(entry.path, follow_symlinks=False)
+    except OSError as exc:  # from the walk: a directory that cannot be listed
+        raise TemplateError(f"cannot list {exc.filename or base}: {exc.strerror or exc}") from exc
     return dict(sorted(digests.items()))
+
+
+def template_files(role_dir: str, extra: Sequence[str]) -> dict[str, str]:
+    """Every file of a template and its sha256: ``role/<relative path>`` for the files under
+    ``role_dir`` (:func:`file_digests`, its default excludes), ``extra/<basename>`` for the
+    ``extra`` files (:func:`file_digest`, a symlink followed: it is the file the caller names).
+
+    A role_dir that cannot be read, an extra file that cannot be read and two extra files with the
+    same basename are a :class:`TemplateError` naming them.
+    """
+    try:
+        role = file_digests(role_dir)
+    except TemplateError as exc:
+        raise TemplateError(f"role_dir {role_dir}: {exc}") from None
+    files = {f"role/{rel}": digest for rel, digest in role.items()}
+    seen: dict[str, str] = {}
+    for path in extra:
+        name = os.path.basename(os.path.normpath(path))
+        if name in seen:
+            raise TemplateError(
+                f"the extra files {seen[name]} and {path} have the same basename {name!r} "
+                "(extra files are keyed by basename)"
+            )
+        seen[name] = path
+        files[f"extra/{name}"] = file_digest(path, what="the extra file")
+    return files
 
 
 def _json_safe(value: Any, where: str, depth: int = 0) -> Any:
@@ -353,22 +406,15 @@ def personalize_tree(
 def _copy_tree(source: str, target: str, values: dict[str, str], max_bytes: int) -> list[str]:
     changed: list[str] = []
     dir_modes = [(target, stat.S_IMODE(os.stat(source).st_mode))]
-    pending = [""]
-    while pending:
-        rel_dir = pending.pop()
-        with os.scandir(os.path.join(source, rel_dir)) as listing:
-            entries = sorted(listing, key=lambda entry: entry.name)
-        for entry in entries:
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            out = os.path.join(target, rel)
-            if entry.is_symlink():
-                os.symlink(os.readlink(entry.path), out)
-            elif entry.is_dir(follow_symlinks=False):
-                os.mkdir(out, 0o700)
-                dir_modes.append((out, stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)))
-                pending.append(rel)
-            elif entry.is_file(follow_symlinks=False) and _copy_file(entry.path, out, rel, values, max_bytes):
-                changed.append(rel)
+    for rel, entry in _walk(source):
+        out = os.path.join(target, rel)
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry.path), out)
+        elif entry.is_dir(follow_symlinks=False):
+            os.mkdir(out, 0o700)
+            dir_modes.append((out, stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)))
+        elif entry.is_file(follow_symlinks=False) and _copy_file(entry.path, out, rel, values, max_bytes):
+            changed.append(rel)
     # last and deepest first: a read-only directory must not stop the copy of what it holds
     for path, mode in reversed(dir_modes):
         os.chmod(path, mode)
@@ -490,33 +536,25 @@ def _templatized_files(
     """(relative path, path, new text, mode) of every file under ``top`` that templatizing changes;
     nothing is written."""
     changes: list[tuple[str, str, str, int]] = []
-    pending = [""]
-    while pending:
-        rel_dir = pending.pop()
-        with os.scandir(os.path.join(top, rel_dir)) as listing:
-            entries = sorted(listing, key=lambda entry: entry.name)
-        for entry in entries:
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            if entry.is_symlink():
-                target = os.readlink(entry.path)
-                hit = pattern.search(target) if pattern is not None else None
-                if hit is not None:
-                    raise TemplateError(
-                        f"{rel}: the symlink's target {target!r} holds {hit.group(0)!r}: a link's target "
-                        "is not personalized at launch, every host would point where the bake did"
-                    )
-            elif entry.is_dir(follow_symlinks=False):
-                pending.append(rel)
-            elif entry.is_file(follow_symlinks=False):
-                text, mode = _read_text(entry.path, max_bytes)
-                if text is None:
-                    continue
-                try:
-                    new = _templatize(text, checked, pattern)
-                except TemplateError as exc:
-                    raise TemplateError(f"{rel}: {exc}") from None
-                if new != text:
-                    changes.append((rel, entry.path, new, mode))
+    for rel, entry in _walk(top):
+        if entry.is_symlink():
+            target = os.readlink(entry.path)
+            hit = pattern.search(target) if pattern is not None else None
+            if hit is not None:
+                raise TemplateError(
+                    f"{rel}: the symlink's target {target!r} holds {hit.group(0)!r}: a link's target "
+                    "is not personalized at launch, every host would point where the bake did"
+                )
+        elif entry.is_file(follow_symlinks=False):
+            text, mode = _read_text(entry.path, max_bytes)
+            if text is None:
+                continue
+            try:
+                new = _templatize(text, checked, pattern)
+            except TemplateError as exc:
+                raise TemplateError(f"{rel}: {exc}") from None
+            if new != text:
+                changes.append((rel, entry.path, new, mode))
     return changes
 
 
