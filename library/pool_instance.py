@@ -49,6 +49,12 @@ options:
         provider options) where the task does not set the option itself, so a playbook passes
         the entry and lists no provider option. Anything but a name or a dict with a name is an
         error.
+      - "From a validated entry (M(pool_validate)) comes its launch template too: when its
+        C(template.enabled) is true and the pool's index (C(<state_dir>/templates/<pool>/index.json))
+        has a current version, a new instance is launched from that baked artefact (a docker image,
+        a local template tree), ready to serve with no provisioning, and records the version
+        (RV(instance.extra.template)). Without a baked version, or given a pool name, it is
+        launched bare (the base image's default page) and the playbooks provision it."
     type: raw
     required: true
   name:
@@ -188,9 +194,11 @@ instance:
       sample: {"container": "hapool-web-web-3f9a2c", "network": "hapool"}
 """
 
+import dataclasses
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.hapool.baking import current_template
 from ansible.module_utils.hapool.module import fail, run_module
 from ansible.module_utils.hapool.providers import (
     OrphanError,
@@ -205,6 +213,7 @@ from ansible.module_utils.hapool.providers.options import (
     provider_from_params,
     view,
 )
+from ansible.module_utils.hapool.providers.state import default_state_root
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
@@ -254,7 +263,11 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             result.update(changed=True, instance=planned, diff={"before": {}, "after": view(planned)})
             return result
 
-        launched = provider.launch(pool, launch_spec(p)).to_dict()
+        spec = launch_spec(p)
+        if isinstance(module.params["pool"], dict):
+            state_root = p.get("state_dir") or str(default_state_root())
+            spec = dataclasses.replace(spec, template=current_template(module.params["pool"], state_root))
+        launched = provider.launch(pool, spec).to_dict()
         result.update(changed=True, instance=launched, diff={"before": {}, "after": view(launched)})
         return result
 

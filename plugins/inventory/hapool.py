@@ -15,7 +15,9 @@ description:
   - Each instance becomes a host named after the instance (C(web-3f9a2c)), in the groups
     C(<pool>) (with O(pool_group_prefix)), C(provider_<provider>) and C(hapool_instances).
   - "Host variables: C(hapool_pool), C(hapool_instance), C(hapool_provider), C(hapool_address),
-    C(hapool_port), C(hapool_created), C(hapool_state), C(hapool_alive), and the connection.
+    C(hapool_port), C(hapool_created), C(hapool_state), C(hapool_alive), C(hapool_template) (the
+    launch template version the host was launched from, null for a host launched bare), and the
+    connection.
     V(local): C(ansible_connection=local), C(ansible_python_interpreter={{ ansible_playbook_python }})
     and the nginx_web role's paths pinned to the instance's nginx - C(nginx_web_prefix),
     C(nginx_web_conf_file) (C(<prefix>/conf/nginx.conf)), C(nginx_web_pid_file)
@@ -203,6 +205,7 @@ def host_vars(instance: Instance, docker_host: str | None = None) -> dict[str, A
         "hapool_created": instance.created,
         "hapool_state": instance.state,
         "hapool_alive": instance.alive,
+        "hapool_template": instance.extra.get("template"),
     }
     found.update(connection_vars(instance, docker_host))
     return found

@@ -16,6 +16,9 @@ FILES = sorted((ROOT / "playbooks").rglob("*.yml"))
 SET_FACT = {"set_fact", "ansible.builtin.set_fact", "ansible.legacy.set_fact"}
 SET_FACT_OPTIONS = {"cacheable"}
 TASK_LISTS = ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue", "always")
+#: The one set_fact whose names are not the playbook's own: a build host of a bake takes the
+#: template's nginx_web_* variables (the role's inputs, names known only at run time) as facts.
+ROLE_INPUTS = {("plays/bake.yml", "set_fact {{ item.key }}")}
 
 
 def tasks_of(data: Any) -> Iterator[dict[str, Any]]:
@@ -51,7 +54,9 @@ def unprefixed(path: pathlib.Path) -> list[str]:
 
 @pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(ROOT / "playbooks")) for p in FILES])
 def test_every_fact_a_playbook_sets_is_internal(path: pathlib.Path) -> None:
-    assert unprefixed(path) == [], f"{path.relative_to(ROOT)}: name these `_hapool_*`"
+    rel = str(path.relative_to(ROOT / "playbooks"))
+    found = [name for name in unprefixed(path) if (rel, name) not in ROLE_INPUTS]
+    assert found == [], f"{path.relative_to(ROOT)}: name these `_hapool_*`"
 
 
 def test_the_check_reads_nested_blocks_and_every_kind_of_name(tmp_path: pathlib.Path) -> None:

@@ -303,7 +303,7 @@ def test_the_module_returns_the_pools_normalized_and_fails_clearly() -> None:
         assert not result.get("failed") and result["changed"] is False, result
         assert result["count"] == 2
         assert result["pools"][0] == {"name": "web", "provider": "local", "min": 1, "desired": 2, "max": 3,
-                                      "weight": 5}
+                                      "weight": 5, "template": {"enabled": True, "variables": {}, "keep": 2}}
         assert result["pools"][1] == pools[1]
     bad = run_module("pool_validate", {"pools": [{**pools[0], "weight": "abc"}]})
     assert bad["failed"] and bad["error"] == "InvalidArgumentError", bad

@@ -248,6 +248,36 @@ def _launch(value: Any) -> dict[str, Any]:
     return launch
 
 
+#: The providers whose pools launch from a baked template (hapool.baking.BAKE_PROVIDERS).
+TEMPLATE_PROVIDERS: tuple[str, ...] = ("local", "docker")
+_TEMPLATE_KEYS = ("enabled", "variables", "keep")
+
+
+def _template(value: Any, provider: Any) -> dict[str, Any]:
+    """The pool's launch template settings: ``enabled`` (default: true for the providers that can
+    launch from a template), ``variables`` (``nginx_web_*`` values of this pool's template) and
+    ``keep`` (baked versions kept besides those live hosts run, default 2)."""
+    template = dict(_mapping({} if value is None else value, "template"))
+    unknown = sorted(set(template) - set(_TEMPLATE_KEYS))
+    if unknown:
+        raise InvalidArgumentError(
+            f"template: unknown key(s) {', '.join(map(str, unknown))} (known: {', '.join(_TEMPLATE_KEYS)})"
+        )
+    can = provider in TEMPLATE_PROVIDERS
+    enabled = _bool(template.get("enabled", can), "template.enabled")
+    if enabled and not can:
+        raise InvalidArgumentError(
+            f"template.enabled: the {provider} provider does not launch from baked templates "
+            f"({' and '.join(TEMPLATE_PROVIDERS)} do); set it to false"
+        )
+    variables = dict(_mapping(template.get("variables") or {}, "template.variables"))
+    for key in variables:
+        if not isinstance(key, str) or not key.startswith("nginx_web_"):
+            raise InvalidArgumentError(f"template.variables: {key!r} is not an nginx_web_* variable")
+    keep = _whole(template.get("keep", 2), "template.keep", minimum=1)
+    return {"enabled": enabled, "variables": variables, "keep": keep}
+
+
 _SIMPLE: dict[str, Callable[[Any, str], Any]] = {
     "group": _word,
     "port": _port,
@@ -280,6 +310,8 @@ def _pool_body(entry: Mapping[str, Any]) -> dict[str, Any]:
         pool["extra"] = [_line(line, f"extra[{i}]") for i, line in enumerate(_list(pool["extra"], "extra"))]
     if "launch" in pool:
         pool["launch"] = _launch(pool["launch"])
+    if "provider" in pool or "template" in pool:
+        pool["template"] = _template(pool.get("template"), pool.get("provider"))
     low, desired, high = pool_sizes(pool)
     for key, size in (("min", low), ("desired", desired), ("max", high)):
         if key in pool or "provider" in pool:

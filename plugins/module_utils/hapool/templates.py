@@ -452,9 +452,11 @@ def _replacer(checked: Mapping[str, str]) -> re.Pattern[str] | None:
     return re.compile("|".join(re.escape(key) for key in keys))
 
 
-def _templatize(text: str, checked: Mapping[str, str], pattern: re.Pattern[str] | None) -> str:
+def _templatize(
+    text: str, checked: Mapping[str, str], pattern: re.Pattern[str] | None, rendered: frozenset[str] = frozenset()
+) -> str:
     found = [(match.start(), match.end(), match.group(0)) for match in PLACEHOLDER_RE.finditer(text)]
-    allowed = set(checked.values())
+    allowed = set(checked.values()) | rendered
     foreign = sorted({placeholder for _, _, placeholder in found if placeholder not in allowed})
     if foreign:
         raise TemplateError(
@@ -495,7 +497,17 @@ def _templatize(text: str, checked: Mapping[str, str], pattern: re.Pattern[str] 
     return result
 
 
-def templatize(text: str, replacements: Mapping[str, str]) -> str:
+def _checked_rendered(rendered: Iterable[str]) -> frozenset[str]:
+    if isinstance(rendered, str):
+        raise TemplateError("rendered must be a collection of placeholders, not one string")
+    out = frozenset(rendered)
+    for item in out:
+        if not isinstance(item, str) or not PLACEHOLDER_RE.fullmatch(item):
+            raise TemplateError(f"rendered: {item!r} is not a placeholder (@@HAPOOL_NAME@@)")
+    return out
+
+
+def templatize(text: str, replacements: Mapping[str, str], *, rendered: Iterable[str] = ()) -> str:
     """``text`` with each exact string of ``replacements`` (a key) replaced by its placeholder (its
     value): the inverse of :func:`personalize`.
 
@@ -506,11 +518,14 @@ def templatize(text: str, replacements: Mapping[str, str]) -> str:
     which placeholders the text reads as (a key overlapping a placeholder, or put next to
     ``@@HAPOOL_...``). For a text without ``@@HAPOOL_`` and ``values`` (placeholder -> non-empty
     string), ``personalize(templatize(text, {v: p for p, v in values.items()}), values) == text``.
+
+    ``rendered``: placeholders the text may already hold because they were rendered into it on
+    purpose (a bake renders ``nginx_web_hostname: "@@HAPOOL_HOST@@"``); any other one is refused.
     """
     if not isinstance(text, str):
         raise TemplateError(f"templatize takes a text, not a {type(text).__name__}")
     checked = _checked_replacements(replacements)
-    return _templatize(text, checked, _replacer(checked))
+    return _templatize(text, checked, _replacer(checked), _checked_rendered(rendered))
 
 
 def _read_text(path: str, max_bytes: int) -> tuple[str | None, int]:
@@ -531,7 +546,11 @@ def _read_text(path: str, max_bytes: int) -> tuple[str | None, int]:
 
 
 def _templatized_files(
-    top: str, checked: Mapping[str, str], pattern: re.Pattern[str] | None, max_bytes: int
+    top: str,
+    checked: Mapping[str, str],
+    pattern: re.Pattern[str] | None,
+    max_bytes: int,
+    rendered: frozenset[str] = frozenset(),
 ) -> list[tuple[str, str, str, int]]:
     """(relative path, path, new text, mode) of every file under ``top`` that templatizing changes;
     nothing is written."""
@@ -550,7 +569,7 @@ def _templatized_files(
             if text is None:
                 continue
             try:
-                new = _templatize(text, checked, pattern)
+                new = _templatize(text, checked, pattern, rendered)
             except TemplateError as exc:
                 raise TemplateError(f"{rel}: {exc}") from None
             if new != text:
@@ -563,6 +582,7 @@ def templatize_tree(
     replacements: Mapping[str, str],
     *,
     max_bytes: int = MAX_PERSONALIZE_BYTES,
+    rendered: Iterable[str] = (),
 ) -> list[str]:
     """:func:`templatize` every regular file under ``root`` in place; the relative paths (POSIX,
     sorted) of the files that changed.
@@ -573,16 +593,18 @@ def templatize_tree(
     whose target holds a string to replace is refused: a link's target is not personalized at
     launch, every host would point where the bake did. Every file is templatized before any is
     written, so a refusal (:class:`TemplateError`, naming the file) leaves the tree as it was; an
-    error while writing leaves each file old or new, never half of one.
+    error while writing leaves each file old or new, never half of one. ``rendered`` as for
+    :func:`templatize`.
     """
     checked = _checked_replacements(replacements)
+    allowed = _checked_rendered(rendered)
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
         raise TemplateError(f"max_bytes must be a whole number >= 0, not {max_bytes!r}")
     top = os.path.abspath(os.fspath(root))
     if not os.path.isdir(top) or os.path.islink(top):
         raise TemplateError(f"the tree to templatize {top} is not a directory (a symlink is not followed)")
     try:
-        changes = _templatized_files(top, checked, _replacer(checked), max_bytes)
+        changes = _templatized_files(top, checked, _replacer(checked), max_bytes, allowed)
         for _, path, new, mode in changes:
             atomic_write(path, new, mode=mode)
     except TemplateError as exc:

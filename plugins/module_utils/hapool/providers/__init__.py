@@ -71,7 +71,18 @@ from ..errors import (
     ProviderError,
     ProviderUnavailableError,
 )
-from .base import BROKEN, DESTROYED, MISSING, RUNNING, STOPPED, Instance, LaunchSpec, Provider, sort_instances
+from .base import (
+    BROKEN,
+    DESTROYED,
+    MISSING,
+    RUNNING,
+    STOPPED,
+    Instance,
+    LaunchSpec,
+    LaunchTemplate,
+    Provider,
+    sort_instances,
+)
 from .containers import DEFAULT_IMAGE, DEFAULT_NETWORK
 from .cpu import cpu_percent, sample_cpu_percent
 from .docker import DockerProvider
@@ -146,6 +157,7 @@ __all__ = [
     "InstanceNotFoundError",
     "InvalidNameError",
     "LaunchSpec",
+    "LaunchTemplate",
     "LocalProvider",
     "NameLedger",
     "NameReusedError",

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from ..errors import ProviderError
 from .names import NameLedger, instance_name, validate_instance_name, validate_pool
 
 #: Instance states. ``running`` is the only one where ``alive`` is true.
@@ -65,6 +66,11 @@ class LaunchSpec:
     ``image`` is used by docker and vagrant (docker backend); ``box`` by vagrant VMs;
     ``cpus`` (float, cores) and ``memory`` (bytes, or a string like ``"256m"``) limit a
     container or size a VM; the local provider ignores them.
+
+    ``template`` is a baked launch template (``hapool.templates``): the artefact (a docker image
+    reference, or the local provider's template tree) and its version, which the instance
+    records (``extra["template"]``). A host launched from a template is ready as it starts: no
+    provisioning. Providers that cannot launch from a template refuse one.
     """
 
     name: str | None = None
@@ -72,6 +78,15 @@ class LaunchSpec:
     cpus: float | None = None
     memory: int | str | None = None
     box: str | None = None
+    template: LaunchTemplate | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchTemplate:
+    """A baked version of a pool's launch template: where its artefact is, and its version."""
+
+    artifact: str  # docker: an image reference; local: the template tree (a directory)
+    version: str  # 12 hex digits (hapool.templates.template_version)
 
 
 def sort_instances(instances: list[Instance]) -> list[Instance]:
@@ -150,6 +165,14 @@ class Provider(abc.ABC):
         """
         validate_pool(pool)
         return dict.fromkeys((instance_name(n) for n in names), None)
+
+    def template_base(self, spec: LaunchSpec | None = None) -> str:
+        """What a pool's launch template is built on, as an exact id (a docker image id, the
+        nginx binary's digest): part of the template's version. Providers that cannot launch
+        from a baked template (this default) raise :class:`ProviderError`."""
+        raise ProviderError(
+            f"the {self.name} provider does not launch from baked templates (local and docker do)"
+        )
 
     def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release engine connections (docker client); safe to call twice."""

@@ -6,7 +6,7 @@ bridge network ``hapool`` (created when missing) and carry the labels
 
     io.hapool.managed=true  io.hapool.provider=docker  io.hapool.pool=<pool>
     io.hapool.instance=<instance>  io.hapool.created=<epoch seconds>  io.hapool.network=<network>
-    io.hapool.scope=<scope>
+    io.hapool.scope=<scope>  io.hapool.template=<version> (launched from a baked template)
 
 Listing asks the engine for those labels, so any process finds the containers again. The
 scope is a random id kept in ``<state_dir>/docker-scope`` (written by the first launch): one
@@ -29,9 +29,11 @@ but costs microseconds, where the stats call took up to 1 s per container on Doc
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import random
 import re
+import tarfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -50,6 +52,8 @@ LABEL_INSTANCE = "io.hapool.instance"
 LABEL_CREATED = "io.hapool.created"
 LABEL_NETWORK = "io.hapool.network"
 LABEL_SCOPE = "io.hapool.scope"
+LABEL_TEMPLATE = "io.hapool.template"
+LABEL_BAKE = "io.hapool.bake"  # on a bake's build container: <scope>/<pool>/<version>
 SCOPE_FILE = "docker-scope"
 
 WEB_PORT = 80
@@ -209,6 +213,7 @@ class DockerProvider(Provider):
                 "network": network,
                 "status": status,
                 "docker_host": self.base_url,
+                "template": labels.get(LABEL_TEMPLATE) or None,
             },
         )
 
@@ -292,7 +297,7 @@ class DockerProvider(Provider):
     def launch(self, pool: str, spec: LaunchSpec | None = None) -> Instance:
         spec = spec or LaunchSpec()
         validate_pool(pool)
-        image = spec.image or self.image
+        image = spec.template.artifact if spec.template is not None else (spec.image or self.image)
         memory = parse_memory(spec.memory)
         self.client()
         self._check_image(image)
@@ -311,6 +316,8 @@ class DockerProvider(Provider):
             LABEL_CREATED: repr(created),
             LABEL_NETWORK: self.network,
         }
+        if spec.template is not None:
+            labels[LABEL_TEMPLATE] = spec.template.version
         kwargs: dict[str, Any] = {
             "name": container_name(pool, name),
             "hostname": name,
@@ -390,6 +397,92 @@ class DockerProvider(Provider):
                 f"remove it with 'docker rm -f {cname}'",
                 orphan=cname,
             ) from cause
+
+    # -- launch templates (hapool.baking drives these)
+
+    def template_base(self, spec: LaunchSpec | None = None) -> str:
+        """The base of a pool's template: the id (``sha256:...``) of the image its hosts would
+        run without a template (``spec.image`` or the provider's). A missing image is an error."""
+        image = (spec.image if spec is not None else None) or self.image
+        self.client()
+        self._check_image(image)
+        try:
+            return str(self.client().images.get(image).id)
+        except Exception as exc:
+            raise self._api_error(f"inspect image {image!r}", exc) from exc
+
+    def build_container_name(self, pool: str, version: str) -> str:
+        scope = self.scope(create=True)
+        return f"hapool-bake-{scope}-{validate_pool(pool)}-{version}"
+
+    def start_build(self, pool: str, version: str, base_image: str) -> str:
+        """Start the build container of a bake (the base image as it runs, nginx in the
+        foreground) and return its name. A build container of the same bake left by a killed run
+        is removed first: bakes of one deployment run under its pool lock."""
+        self._check_image(base_image)
+        name = self.build_container_name(pool, version)
+        self.remove_build(name)
+        labels = {LABEL_MANAGED: "true", LABEL_BAKE: f"{self.scope()}/{pool}/{version}"}
+        client = self.client()
+        try:
+            container = client.containers.create(base_image, name=name, hostname=f"bake-{version}",
+                                                  labels=labels, detach=True)  # fmt: skip
+            container.start()
+        except Exception as exc:
+            self.remove_build(name)
+            raise self._api_error(f"start the build container {name}", exc) from exc
+        return name
+
+    def commit_build(
+        self, name: str, repository: str, tag: str, *, files: dict[str, tuple[str, int]], changes: Sequence[str]
+    ) -> str:
+        """Write ``files`` (path -> (text, mode)) into the build container ``name``, commit it as
+        ``repository:tag`` with the Dockerfile ``changes`` (CMD, LABEL), and return the image id."""
+        client = self.client()
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for path, (text, mode) in sorted(files.items()):
+                data = text.encode("utf-8")
+                info = tarfile.TarInfo(path.lstrip("/"))
+                info.size, info.mode, info.mtime = len(data), mode, int(self.clock())
+                tar.addfile(info, io.BytesIO(data))
+        try:
+            container = client.containers.get(name)
+            if not container.put_archive("/", buffer.getvalue()):
+                raise ProviderError(f"the engine refused the files of the build container {name}")
+            image = container.commit(repository=repository, tag=tag, changes=list(changes))
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise self._api_error(f"commit the build container {name} as {repository}:{tag}", exc) from exc
+        return str(image.id)
+
+    def remove_build(self, name: str) -> None:
+        """Remove a build container (gone already: nothing to do)."""
+        client = self.client()
+        sdk = self._sdk
+        try:
+            client.containers.get(name).remove(force=True, v=True)
+        except sdk.errors.NotFound:
+            return
+        except Exception as exc:
+            raise self._api_error(f"remove the build container {name}", exc) from exc
+
+    def remove_image(self, reference: str) -> bool:
+        """Remove a baked image; False when a container still uses it (kept), True when it is gone."""
+        client = self.client()
+        sdk = self._sdk
+        try:
+            client.images.remove(reference, noprune=False)
+        except sdk.errors.ImageNotFound:
+            return True
+        except sdk.errors.APIError as exc:
+            if exc.status_code == 409:  # a container (of any deployment) runs it
+                return False
+            raise self._api_error(f"remove image {reference}", exc) from exc
+        except Exception as exc:
+            raise self._api_error(f"remove image {reference}", exc) from exc
+        return True
 
     # -- destroy
 

@@ -5,11 +5,16 @@ Layout (``state_dir`` defaults to ``<project>/.state/local``)::
     <state_dir>/.lock                          flock: one launch allocates at a time
     <state_dir>/pools/<pool>/names             every name the pool ever used (never reused)
     <state_dir>/pools/<pool>/<instance>/       the nginx prefix (``nginx -p``)
-        instance.json                          name, pool, address, port, created
+        instance.json                          name, pool, address, port, created, template
         conf/nginx.conf                        minimal config, like a freshly booted image
         html/index.html                        default page "Hello <instance>!"
         logs/nginx.pid, error.log, access.log, startup.log
         tmp/                                   nginx temp paths
+
+A launch from a baked template (``LaunchSpec.template``: the template tree a bake made, see
+``hapool.templates``) copies that tree into the prefix instead, its placeholders replaced by the
+host's values (name, pool, address, port, prefix), and records the version in instance.json:
+the host serves its final configuration from its first request, with no provisioning.
 
 nginx is started with ``nginx -p <prefix>/ -c <prefix>/conf/nginx.conf`` and daemonises, so it
 outlives the controller. Liveness = the pid in ``logs/nginx.pid`` is a live (not zombie)
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import ipaddress
 import os
 import pathlib
@@ -47,8 +53,21 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from ..errors import OrphanError, ProviderError, ProviderUnavailableError
-from .base import BROKEN, DESTROYED, RUNNING, STOPPED, Instance, LaunchSpec, Provider, sort_instances
+# A module, not names: hapool.templates imports providers.names (templates -> providers package ->
+# local -> templates), so its attributes are read at launch time, when both are loaded.
+from .. import templates
+from ..errors import OrphanError, ProviderError, ProviderUnavailableError, TemplateError
+from .base import (
+    BROKEN,
+    DESTROYED,
+    RUNNING,
+    STOPPED,
+    Instance,
+    LaunchSpec,
+    LaunchTemplate,
+    Provider,
+    sort_instances,
+)
 from .names import instance_name, validate_pool
 from .net import wait_tcp
 from .procfs import children, pid_alive, pid_stopped, pids_holding, proc_table, read_pid, tree_cpu_ticks
@@ -271,6 +290,7 @@ class LocalProvider(Provider):
                 "pid_file": str(prefix / "logs" / "nginx.pid"),
                 "user": str(meta.get("user") or ""),
                 "nginx_command": self.nginx_command(prefix),
+                "template": meta.get("template") if isinstance(meta.get("template"), str) else None,
             },
         )
 
@@ -331,19 +351,31 @@ class LocalProvider(Provider):
         spec = spec or LaunchSpec()
         validate_pool(pool)
         exe = self._nginx_exe()
+        if spec.template is not None and not os.path.isdir(spec.template.artifact):
+            raise ProviderError(
+                f"the template tree {spec.template.artifact} of version {spec.template.version} "
+                f"(pool {pool}) is not a directory: bake the pool's template again (playbooks/bake.yml)"
+            )
         with file_lock(self.state_dir / ".lock"):
             live = [p.name for p in self._pool_dir(pool).glob("*") if p.is_dir()]
             name = self.ledger.reserve(pool, self.rng, spec.name, live)
             prefix = self.prefix(pool, name)
             created = self.clock()
             try:
-                return self._create_and_start(pool, name, prefix, created, exe)
+                return self._create_and_start(pool, name, prefix, created, exe, template=spec.template)
             except BaseException as exc:
                 self._cleanup_failed(prefix, exc)
                 raise
 
     def _create_and_start(
-        self, pool: str, name: str, prefix: pathlib.Path, created: float, exe: str
+        self,
+        pool: str,
+        name: str,
+        prefix: pathlib.Path,
+        created: float,
+        exe: str,
+        *,
+        template: LaunchTemplate | None = None,
     ) -> Instance:
         for sub in ("conf", "html", "logs", "tmp"):
             (prefix / sub).mkdir(parents=True, exist_ok=True)
@@ -354,8 +386,9 @@ class LocalProvider(Provider):
             address, port = allocate_address(self.bind_network, self.port, used, tried)
             tried.add((address, port))
             self._write_files(
-                pool=pool, name=name, prefix=prefix, address=address, port=port, created=created
-            )
+                pool=pool, name=name, prefix=prefix, address=address, port=port, created=created,
+                template=template,
+            )  # fmt: skip
             ok, last_error = self._start(prefix, exe, address, port)
             if ok:
                 return self._read(pool, prefix)
@@ -364,7 +397,15 @@ class LocalProvider(Provider):
         raise ProviderError(f"nginx of local instance {name} (pool {pool}) did not start: {last_error}")
 
     def _write_files(
-        self, *, pool: str, name: str, prefix: pathlib.Path, address: str, port: int, created: float
+        self,
+        *,
+        pool: str,
+        name: str,
+        prefix: pathlib.Path,
+        address: str,
+        port: int,
+        created: float,
+        template: LaunchTemplate | None = None,
     ) -> None:
         meta = {
             "name": name,
@@ -375,8 +416,13 @@ class LocalProvider(Provider):
             "created": created,
             "prefix": str(prefix),
             "user": self.user or "",
+            "template": template.version if template is not None else None,
         }
         write_json_atomic(prefix / "instance.json", meta)
+        if template is not None:
+            host = {"name": name, "pool": pool, "address": address, "port": str(port)}
+            self._write_template(template, prefix, host)
+            return
         (prefix / "conf" / "nginx.conf").write_text(
             render_nginx_conf(
                 name=name, pool=pool, prefix=str(prefix), address=address, port=port, user=self.user
@@ -386,6 +432,32 @@ class LocalProvider(Provider):
         (prefix / "html" / "index.html").write_text(
             render_index(name=name, pool=pool, address=address, port=port), encoding="utf-8"
         )
+
+    @staticmethod
+    def _write_template(template: LaunchTemplate, prefix: pathlib.Path, host: dict[str, str]) -> None:
+        """Copy the template tree into ``prefix`` with this host's values (replacing what an
+        earlier attempt of the same launch wrote); the tree's logs/ and tmp/ hold no file."""
+        stage = prefix / ".template"
+        shutil.rmtree(stage, ignore_errors=True)
+        values = {
+            templates.HOST: host["name"],
+            templates.POOL: host["pool"],
+            templates.ADDRESS: host["address"],
+            templates.PORT: host["port"],
+            templates.PREFIX: str(prefix),
+        }
+        try:
+            templates.personalize_tree(template.artifact, stage, values)
+        except TemplateError as exc:
+            raise ProviderError(f"cannot launch from template version {template.version}: {exc}") from exc
+        for entry in sorted(stage.iterdir()):
+            target = prefix / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            os.replace(entry, target)
+        stage.rmdir()
 
     def _start(self, prefix: pathlib.Path, exe: str, address: str, port: int) -> tuple[bool, str]:
         """Start nginx (it daemonises). Returns (running and accepting, error text)."""
@@ -433,6 +505,21 @@ class LocalProvider(Provider):
                 "destroy it with the pool_instance module (state=absent) or remove it by hand",
                 orphan=str(prefix),
             ) from cause
+
+    # -- launch templates
+
+    def template_base(self, spec: LaunchSpec | None = None) -> str:
+        """The base of a pool's template: the nginx binary the hosts run, by content
+        (``nginx <path> sha256:<digest>``), so an upgraded nginx makes a new version."""
+        exe = os.path.realpath(self._nginx_exe())
+        digest = hashlib.sha256()
+        try:
+            with open(exe, "rb") as binary:
+                for chunk in iter(lambda: binary.read(1 << 16), b""):
+                    digest.update(chunk)
+        except OSError as exc:
+            raise ProviderError(f"cannot read the nginx binary {exe}: {exc}") from exc
+        return f"nginx {exe} sha256:{digest.hexdigest()}"
 
     # -- destroy
 

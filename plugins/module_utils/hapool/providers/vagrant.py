@@ -479,6 +479,11 @@ class VagrantProvider(Provider):
     def launch(self, pool: str, spec: LaunchSpec | None = None) -> Instance:
         spec = spec or LaunchSpec()
         validate_pool(pool)
+        if spec.template is not None:
+            raise ProviderError(
+                "the vagrant provider does not launch from a baked template (local and docker do): "
+                f"set template.enabled false for pool {pool}"
+            )
         image = spec.image or self.image
         self._vagrant(self.vagrant_dir / "logs" / "preflight.log")  # vagrant, SDK and Vagrantfile present
         if self.backend == "docker":

@@ -1,0 +1,484 @@
+"""Baking a pool's launch template: the steps around the nginx_web role that turn a build host into
+a versioned artefact new hosts launch from (``playbooks/bake.yml`` runs them through the
+``pool_template`` module; the version and the index are ``hapool.templates``').
+
+A bake has three steps; the role runs between the first two, on the build host:
+
+1. :func:`plan` - the template's version from its inputs (the provider's base, the pool's
+   ``nginx_web_*`` variables, the role's files); ``reuse`` when the pool's index has it usable,
+   else ``bake``, and :func:`prepare_build` makes the build host:
+
+   - ``local``: a build directory ``<state_root>/templates/<pool>/build-<version>-<pid>`` with the
+     provider's layout (``conf/nginx.conf``, ``logs/nginx.pid``, ``html``, ``tmp``) and a free
+     loopback port; the role renders into it and starts its nginx there;
+   - ``docker``: a build container from the base image (nginx in the foreground), reached with
+     the docker connection.
+
+   Per-host values are rendered as placeholders (``nginx_web_hostname: "@@HAPOOL_HOST@@"``,
+   valid nginx text, so the role's ``nginx -t`` still runs).
+2. :func:`finish_build` - ``local``: stop the build nginx, empty ``logs/`` and ``tmp/``, turn the
+   build directory's path and its listen address into placeholders (:func:`templates.templatize_tree`);
+   ``docker``: write the start script (:data:`START_SCRIPT`: placeholders from the container's
+   name and address, then nginx in the foreground), commit ``hapool/<pool>:<version>`` with
+   ``CMD`` and labels, remove the build container.
+3. :func:`validate_artifact` - launch a throw-away host from the artefact through the provider, in
+   a scratch state root (so no pool, heal or scale run ever sees it), ask its health check and its
+   page, destroy it. Then :func:`record` writes the outcome to the index under its lock: a usable
+   version becomes current and the versions nobody runs are garbage-collected
+   (:func:`templates.plan_gc`); a failed one is recorded with its reason and ``current`` stays.
+
+Stdlib only; the providers do the engine work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import re
+import shutil
+import signal
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import files, templates
+from .errors import HapoolError, ProviderError, TemplateError
+from .providers import LaunchSpec, LaunchTemplate, Provider, get_provider
+from .providers.local import can_bind
+from .providers.procfs import children, pid_alive, read_pid
+from .providers.state import file_lock
+
+#: The placeholders a bake renders into the build host on purpose (nginx_web_hostname).
+RENDERED = frozenset({templates.HOST})
+
+#: The providers whose pools can have a baked template.
+BAKE_PROVIDERS = ("local", "docker")
+
+#: Where the start script of a baked docker image goes, and the script (``str.format`` fields:
+#: pool, version, port, dirs, nginx, conf).
+START_SCRIPT_PATH = "/usr/local/sbin/hapool-start"
+START_SCRIPT = """\
+#!/bin/sh
+# hapool-start: the entry point of the baked image of pool {pool}, template version {version}.
+# Puts this container's values in place of the placeholders the bake left in the configuration
+# and the pages (its hostname is the instance name), then runs nginx in the foreground.
+set -eu
+host=$(hostname)
+address=$(hostname -i 2>/dev/null | cut -d' ' -f1)
+for dir in {dirs}; do
+    [ -d "$dir" ] || continue
+    grep -rlF '@@HAPOOL_' "$dir" | while IFS= read -r file; do
+        sed -i -e "s|@@HAPOOL_HOST@@|$host|g" -e "s|@@HAPOOL_POOL@@|{pool}|g" \\
+            -e "s|@@HAPOOL_ADDRESS@@|$address|g" -e "s|@@HAPOOL_PORT@@|{port}|g" "$file"
+    done
+done
+exec {nginx} -c {conf} -g 'daemon off;'
+"""
+
+#: Docker's repository path component (``hapool/<pool>`` must be one).
+_REPO_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_SAFE_PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]+$")
+
+
+@dataclass(frozen=True)
+class BakePlan:
+    """Where a pool stands against the version its inputs make now."""
+
+    pool: str
+    provider: str
+    version: str
+    base: str
+    action: str  # "reuse" or "bake"
+    current: str | None
+    artifact: str | None  # the artefact to reuse
+
+
+def templates_dir(state_root: str | os.PathLike[str], pool: str) -> pathlib.Path:
+    """``<state_root>/templates/<pool>``: the pool's index, its lock, local artefacts, builds."""
+    return pathlib.Path(templates.index_path(state_root, pool)).parent
+
+
+def artifact_name(provider: str, state_root: str | os.PathLike[str], pool: str, version: str) -> str:
+    """Where a version's artefact goes: ``hapool/<pool>:<version>`` (docker), the directory
+    ``<state_root>/templates/<pool>/<version>`` (local)."""
+    if provider == "docker":
+        if not _REPO_COMPONENT_RE.match(pool):
+            raise TemplateError(
+                f"pool {pool}: a docker image cannot be named hapool/{pool} (a repository name has no "
+                "leading, trailing or repeated '_'); rename the pool to bake its template"
+            )
+        return f"hapool/{pool}:{version}"
+    if provider == "local":
+        return str(templates_dir(state_root, pool) / version)
+    raise TemplateError(
+        f"the {provider} provider does not launch from baked templates ({', '.join(BAKE_PROVIDERS)} do)"
+    )
+
+
+def plan(
+    provider: Provider,
+    spec: LaunchSpec,
+    *,
+    pool: str,
+    state_root: str,
+    variables: Mapping[str, Any],
+    files: Mapping[str, str],
+) -> BakePlan:
+    """The version the inputs make and whether it must be baked (reads the index, changes nothing)."""
+    base = provider.template_base(spec)
+    version = templates.template_version(
+        templates.TemplateInputs(pool, provider.name, base, variables, files)
+    )
+    index = templates.read_index(templates.index_path(state_root, pool), pool)
+    action = templates.plan_bake(index, version)
+    record = index.get(version)
+    artifact = record.artifact if action == "reuse" and record is not None else None
+    return BakePlan(pool, provider.name, version, base, action, index.current, artifact)
+
+
+def prepare_build(provider: Provider, spec: LaunchSpec, bake: BakePlan, state_root: str) -> dict[str, Any]:
+    """Make the build host of ``bake``; what the playbook needs to reach it (``host_vars``) and
+    what :func:`finish_build` needs back."""
+    if bake.provider == "local":
+        build = templates_dir(state_root, bake.pool) / f"build-{bake.version}-{os.getpid()}"
+        if build.exists():
+            shutil.rmtree(build)
+        for sub in ("conf", "html", "logs", "tmp"):
+            (build / sub).mkdir(parents=True, exist_ok=True)
+        address = "127.0.0.1"
+        port = can_bind(address, 0)
+        if port is None:
+            raise TemplateError("no free loopback port for the build host")
+        user = str(getattr(provider, "user", "") or "")
+        host_vars = {
+            "ansible_connection": "local",
+            "nginx_web_prefix": str(build),
+            "nginx_web_conf_file": str(build / "conf" / "nginx.conf"),
+            "nginx_web_pid_file": str(build / "logs" / "nginx.pid"),
+            "nginx_web_root": str(build / "html"),
+            "nginx_web_log_dir": str(build / "logs"),
+            "nginx_web_temp_dir": str(build / "tmp"),
+            "nginx_web_listen_address": address,
+            "nginx_web_port": port,
+            "nginx_web_user": user,
+        }
+        return {
+            "provider": "local",
+            "pool": bake.pool,
+            "version": bake.version,
+            "dir": str(build),
+            "address": address,
+            "port": port,
+            "host_vars": host_vars,
+        }
+    if bake.provider == "docker":
+        base_image = spec.image or str(getattr(provider, "image", ""))
+        artifact_name("docker", state_root, bake.pool, bake.version)  # a pool docker cannot name: fail first
+        name = provider.start_build(bake.pool, bake.version, base_image)  # type: ignore[attr-defined]
+        host_vars = {
+            "ansible_connection": "community.docker.docker",
+            "ansible_host": name,
+            "ansible_python_interpreter": "/usr/bin/python3",
+            "nginx_web_listen_address": "",
+            "nginx_web_port": 80,
+        }
+        docker_host = getattr(provider, "base_url", None)
+        if docker_host:
+            host_vars["ansible_docker_host"] = docker_host
+        return {
+            "provider": "docker",
+            "pool": bake.pool,
+            "version": bake.version,
+            "container": name,
+            "base_image": base_image,
+            "host_vars": host_vars,
+        }
+    raise TemplateError(f"the {bake.provider} provider does not launch from baked templates")
+
+
+def _stop_nginx(prefix: pathlib.Path, timeout: float = 10.0) -> None:
+    """Stop the nginx the role started in a local build directory (QUIT, then KILL)."""
+    pid = read_pid(prefix / "logs" / "nginx.pid")
+    if pid is None or not pid_alive(pid, marker=str(prefix)):
+        return
+    tree = [pid, *children(pid)]
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGQUIT)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for member in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
+
+
+def _empty(directory: pathlib.Path) -> None:
+    if directory.is_dir():
+        for entry in directory.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+
+def discard_build(provider: Provider, build: Mapping[str, Any]) -> None:
+    """Remove a build host (its nginx stopped, its directory or container gone)."""
+    if build.get("provider") == "local" and build.get("dir"):
+        prefix = pathlib.Path(str(build["dir"]))
+        _stop_nginx(prefix)
+        shutil.rmtree(prefix, ignore_errors=True)
+    elif build.get("provider") == "docker" and build.get("container"):
+        provider.remove_build(str(build["container"]))  # type: ignore[attr-defined]
+
+
+def _path(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not _SAFE_PATH_RE.match(value) or "/../" in f"{value}/":
+        raise TemplateError(
+            f"{what} {value!r} must be an absolute path of letters, digits, '.', '_', '-' and '/'"
+        )
+    return value
+
+
+def _listen_placeholders(conf: pathlib.Path, endpoint: str) -> None:
+    """Replace the build host's ``address:port`` in its configuration by the address and port
+    placeholders (the provider allocates both per host at launch); it must be there."""
+    text = conf.read_text(encoding="utf-8")
+    if endpoint not in text:
+        raise TemplateError(f"{conf} does not listen on the build host's {endpoint}: it cannot be templated")
+    files.atomic_write(conf, text.replace(endpoint, f"{templates.ADDRESS}:{templates.PORT}"), mode=0o644)
+
+
+def finish_build(
+    provider: Provider, build: Mapping[str, Any], paths: Mapping[str, Any], state_root: str
+) -> str:
+    """Turn the build host the role provisioned into the artefact; return the artefact.
+
+    ``paths`` are the role's paths on the build host (docker: ``nginx_web_binary``,
+    ``nginx_web_conf_file``, ``nginx_web_prefix``, ``nginx_web_root``)."""
+    pool, version = str(build["pool"]), str(build["version"])
+    if build.get("provider") == "local":
+        prefix = pathlib.Path(str(build["dir"]))
+        if not (prefix / "conf" / "nginx.conf").is_file():
+            raise TemplateError(
+                f"the build directory {prefix} has no conf/nginx.conf: the role did not render it"
+            )
+        _stop_nginx(prefix)
+        _empty(prefix / "logs")
+        _empty(prefix / "tmp")
+        templates.templatize_tree(prefix, {str(prefix): templates.PREFIX}, rendered=RENDERED)
+        _listen_placeholders(prefix / "conf" / "nginx.conf", f"{build['address']}:{build['port']}")
+        return str(prefix)
+    if build.get("provider") == "docker":
+        reference = artifact_name("docker", state_root, pool, version)
+        repository, tag = reference.rsplit(":", 1)
+        conf = _path(paths.get("nginx_web_conf_file", "/etc/nginx/nginx.conf"), "nginx_web_conf_file")
+        dirs = sorted(
+            {
+                _path(paths.get("nginx_web_prefix", "/etc/nginx"), "nginx_web_prefix"),
+                _path(paths.get("nginx_web_root", "/var/www/hapool"), "nginx_web_root"),
+                os.path.dirname(conf),
+            }
+        )
+        script = START_SCRIPT.format(
+            pool=pool,
+            version=version,
+            port=80,
+            dirs=" ".join(dirs),
+            nginx=_path(paths.get("nginx_web_binary", "/usr/sbin/nginx"), "nginx_web_binary"),
+            conf=conf,
+        )
+        provider.commit_build(  # type: ignore[attr-defined]
+            str(build["container"]),
+            repository,
+            tag,
+            files={START_SCRIPT_PATH: (script, 0o755)},
+            changes=[f'CMD ["{START_SCRIPT_PATH}"]', f"LABEL {templates_label(pool, version)}"],
+        )
+        provider.remove_build(str(build["container"]))  # type: ignore[attr-defined]
+        return reference
+    raise TemplateError(f"unknown build {dict(build)!r}")
+
+
+def publish(build: Mapping[str, Any], candidate: str, state_root: str) -> str:
+    """The artefact of a validated build at its final place: a local build directory is renamed
+    to ``<state_root>/templates/<pool>/<version>`` (replacing a leftover of an earlier, failed
+    bake of the same version); a docker image is already where it goes."""
+    if build.get("provider") != "local":
+        return candidate
+    final = pathlib.Path(artifact_name("local", state_root, str(build["pool"]), str(build["version"])))
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(candidate, final)
+    return str(final)
+
+
+def templates_label(pool: str, version: str) -> str:
+    """The Dockerfile ``LABEL`` arguments of a baked image."""
+    return f"io.hapool.managed=true io.hapool.template={version} io.hapool.template.pool={pool}"
+
+
+def _get(url: str, timeout: float) -> tuple[int, dict[str, str], str]:
+    if not url.startswith("http://"):
+        raise ValueError(f"not an http URL: {url}")
+    request = urllib.request.Request(url, headers={"User-Agent": "hapool-bake-check"})  # noqa: S310 - http only
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http to our host
+            body = response.read(1 << 16).decode("utf-8", "replace")
+            return int(response.status), dict(response.headers.items()), body
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), dict(exc.headers.items()), exc.read(1 << 16).decode("utf-8", "replace")
+
+
+def check_served(address: str, port: int, name: str, health_path: str, timeout: float = 10.0) -> None:
+    """A host launched from a template serves: its health check answers below 400 (retried until
+    ``timeout``) and neither the page nor the health answer nor their headers hold a placeholder."""
+    base = f"http://{address}:{port}"
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        try:
+            status, headers, body = _get(base + health_path, timeout=2.0)
+            if status < 400:
+                break
+            last = f"{health_path} answered {status}"
+        except (OSError, ValueError) as exc:
+            last = f"{health_path}: {exc}"
+        if time.monotonic() >= deadline:
+            raise TemplateError(f"the throw-away host {name} does not pass its health check: {last}")
+        time.sleep(0.2)
+    try:
+        page_status, page_headers, page = _get(base + "/", timeout=2.0)
+    except (OSError, ValueError) as exc:
+        raise TemplateError(f"the throw-away host {name} does not serve its page: {exc}") from exc
+    for text in (body, page, " ".join(f"{k}: {v}" for k, v in {**headers, **page_headers}.items())):
+        found = templates.PLACEHOLDER_RE.search(text)
+        if found:
+            raise TemplateError(
+                f"the throw-away host {name} serves the placeholder {found.group(0)} unreplaced"
+            )
+    if page_status >= 500:
+        raise TemplateError(f"the throw-away host {name} answers / with {page_status}")
+
+
+def validate_artifact(
+    provider_factory: Callable[[str], Provider],
+    pool: str,
+    *,
+    template: LaunchTemplate,
+    spec: LaunchSpec,
+    health_path: str,
+    scratch_parent: str,
+) -> str:
+    """Launch a throw-away host from ``template`` with a provider made by ``provider_factory``
+    (given a scratch state root: its hosts are no pool's), check it, destroy it; its name."""
+    scratch = tempfile.mkdtemp(prefix=".check-", dir=scratch_parent)
+    try:
+        provider = provider_factory(scratch)
+        try:
+            instance = provider.launch(
+                pool, LaunchSpec(cpus=spec.cpus, memory=spec.memory, template=template)
+            )
+            try:
+                check_served(instance.address, instance.port, instance.name, health_path)
+            finally:
+                provider.destroy(pool, instance)
+        finally:
+            provider.close()
+        return instance.name
+    except (ProviderError, TemplateError):
+        raise
+    except HapoolError as exc:
+        raise TemplateError(str(exc)) from exc
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def record(
+    state_root: str,
+    pool: str,
+    version: str,
+    artifact: str,
+    now: float,
+    *,
+    usable: bool,
+    reason: str = "",
+    in_use: Callable[[], Iterable[str]] = tuple,
+    remove: Callable[[templates.TemplateVersion], bool] | None = None,
+    keep: int = 2,
+) -> tuple[templates.TemplateIndex, list[str]]:
+    """Record a bake in the pool's index, under the index's lock; after a usable bake, remove the
+    artefacts of the versions :func:`templates.plan_gc` lets go (``remove`` returns False for one
+    it must keep: still in use). Returns the index written and the versions removed."""
+    path = templates.index_path(state_root, pool)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with file_lock(pathlib.Path(os.path.dirname(path)) / ".lock"):
+        index = templates.read_index(path, pool)
+        index = templates.record_bake(index, version, artifact, now, usable=usable, reason=reason)
+        removed: list[str] = []
+        if usable and remove is not None:
+            for old in templates.plan_gc(index, in_use(), keep=keep):
+                if remove(old):
+                    removed.append(old.version)
+            index = templates.drop_versions(index, removed)
+        templates.write_index(path, index)
+    return index, removed
+
+
+def remove_artifact(
+    provider: Provider, record_: templates.TemplateVersion, state_root: str, pool: str
+) -> bool:
+    """Delete a version's artefact: a local tree under the pool's templates directory, or a
+    docker image (kept when a container still runs it)."""
+    if provider.name == "local":
+        target = pathlib.Path(record_.artifact)
+        if target.parent != templates_dir(state_root, pool):
+            raise TemplateError(f"refusing to delete {target}: not a template tree of pool {pool}")
+        shutil.rmtree(target, ignore_errors=True)
+        return True
+    if provider.name == "docker":
+        return bool(provider.remove_image(record_.artifact))  # type: ignore[attr-defined]
+    return False
+
+
+def current_template(entry: Mapping[str, Any], state_root: str) -> LaunchTemplate | None:
+    """The baked version new hosts of the pool ``entry`` launch from: its index's current
+    version when the entry's ``template.enabled`` is true (a validated entry of ``hapool_pools``),
+    else None (launch bare: the host is provisioned afterwards). An unreadable index is an error."""
+    settings = entry.get("template")
+    if not isinstance(settings, Mapping) or settings.get("enabled") is not True:
+        return None
+    pool = str(entry.get("name"))
+    index = templates.read_index(templates.index_path(state_root, pool), pool)
+    record_ = index.get(index.current) if index.current is not None else None
+    return LaunchTemplate(record_.artifact, record_.version) if record_ is not None else None
+
+
+def provider_for(name: str, settings: Mapping[str, Any]) -> Callable[[str], Provider]:
+    """A factory of providers ``name`` with ``settings`` in a given state root (validation)."""
+    return lambda root: get_provider(name, state_root=root, **dict(settings))
+
+
+__all__ = [
+    "BAKE_PROVIDERS",
+    "START_SCRIPT",
+    "START_SCRIPT_PATH",
+    "BakePlan",
+    "artifact_name",
+    "check_served",
+    "current_template",
+    "discard_build",
+    "finish_build",
+    "plan",
+    "prepare_build",
+    "provider_for",
+    "publish",
+    "record",
+    "remove_artifact",
+    "templates_dir",
+    "validate_artifact",
+]
