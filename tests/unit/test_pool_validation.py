@@ -216,8 +216,10 @@ def shown(key: str) -> str:
 )
 def test_sizes_out_of_order(sizes: dict[str, Any], words: str) -> None:
     pool = {"name": "web", "provider": "docker", **{k: v for k, v in sizes.items() if v is not None}}
-    with pytest.raises(InvalidArgumentError, match=re.escape(f"pool web: sizes must satisfy 0 <= min <= "
-                                                             f"desired <= max, got {words}")):
+    with pytest.raises(
+        InvalidArgumentError,
+        match=re.escape(f"pool web: sizes must satisfy 0 <= min <= desired <= max, got {words}"),
+    ):
         validate_pools([pool])
 
 
@@ -271,8 +273,14 @@ def test_no_pools() -> None:
 
 
 def test_the_input_is_not_changed_and_unknown_keys_are_kept() -> None:
-    given = {"name": "web", "provider": "local", "weight": "3", "check": {"rise": "2"}, "team": "blue",
-             "launch": {"cpus": "0.5", "my_label": "x"}}
+    given = {
+        "name": "web",
+        "provider": "local",
+        "weight": "3",
+        "check": {"rise": "2"},
+        "team": "blue",
+        "launch": {"cpus": "0.5", "my_label": "x"},
+    }
     before = copy.deepcopy(given)
     pool = validate_pool(given)
     assert given == before
@@ -296,16 +304,129 @@ def test_the_inventories_pools_pass() -> None:
 
 
 def test_the_module_returns_the_pools_normalized_and_fails_clearly() -> None:
-    pools = [{"name": "web", "provider": "local", "min": "1", "desired": 2, "max": 3, "weight": "5"},
-             {"name": "static", "servers": [{"name": "s1", "address": "127.0.0.1"}]}]
+    pools = [
+        {"name": "web", "provider": "local", "min": "1", "desired": 2, "max": 3, "weight": "5"},
+        {"name": "static", "servers": [{"name": "s1", "address": "127.0.0.1"}]},
+    ]
     for check_mode in (False, True):
         result = run_module("pool_validate", {"pools": pools}, check_mode=check_mode)
         assert not result.get("failed") and result["changed"] is False, result
         assert result["count"] == 2
-        assert result["pools"][0] == {"name": "web", "provider": "local", "min": 1, "desired": 2, "max": 3,
-                                      "weight": 5, "template": {"enabled": True, "variables": {}, "keep": 2}}
+        assert result["pools"][0] == {
+            "name": "web",
+            "provider": "local",
+            "min": 1,
+            "desired": 2,
+            "max": 3,
+            "weight": 5,
+            "template": {"enabled": True, "variables": {}, "keep": 2},
+        }
         assert result["pools"][1] == pools[1]
     bad = run_module("pool_validate", {"pools": [{**pools[0], "weight": "abc"}]})
     assert bad["failed"] and bad["error"] == "InvalidArgumentError", bad
-    assert bad["msg"] == ("pool web: weight must be a number, got 'abc' "
-                          "(expected a whole number from 0 to 256)")
+    assert bad["msg"] == (
+        "pool web: weight must be a number, got 'abc' (expected a whole number from 0 to 256)"
+    )
+
+
+# --- template: the pool's launch template settings ----------------------------------------------------
+
+TEMPLATE_ON = {"enabled": True, "variables": {}, "keep": 2}
+TEMPLATE_OFF = {"enabled": False, "variables": {}, "keep": 2}
+
+
+@pytest.mark.parametrize(
+    ("pool", "template"),
+    [
+        ({"name": "web", "provider": "local"}, TEMPLATE_ON),
+        ({"name": "web", "provider": "docker"}, TEMPLATE_ON),
+        ({"name": "web", "provider": "vagrant"}, TEMPLATE_OFF),
+        ({"name": "web", "provider": "local", "template": None}, TEMPLATE_ON),
+        ({"name": "web", "provider": "docker", "template": {}}, TEMPLATE_ON),
+        ({"name": "web", "template": {}}, TEMPLATE_OFF),  # static (no provider)
+        ({"name": "web", "provider": "local", "template": {"enabled": False}}, TEMPLATE_OFF),
+        (
+            {"name": "web", "provider": "vagrant", "template": {"enabled": False, "keep": 1}},
+            {**TEMPLATE_OFF, "keep": 1},
+        ),
+        (
+            {
+                "name": "web",
+                "provider": "docker",
+                "template": {
+                    "variables": {"nginx_web_workers": 2, "nginx_web_hostname": "@@HAPOOL_HOST@@"},
+                    "keep": "3",
+                },
+            },
+            {
+                "enabled": True,
+                "variables": {"nginx_web_workers": 2, "nginx_web_hostname": "@@HAPOOL_HOST@@"},
+                "keep": 3,
+            },
+        ),
+    ],
+)
+def test_template_defaults_and_normalization(pool: dict[str, Any], template: dict[str, Any]) -> None:
+    (normalized,) = validate_pools([pool])
+    assert normalized["template"] == template
+    assert type(normalized["template"]["keep"]) is int
+
+
+def test_a_static_pool_without_template_gets_none() -> None:
+    (pool,) = validate_pools([{"name": "web", "servers": [{"name": "s1", "address": "127.0.0.1"}]}])
+    assert "template" not in pool
+
+
+@pytest.mark.parametrize(
+    ("pool", "words"),
+    [
+        (
+            {"provider": "local", "template": {"enabled": True, "bake": "yes"}},
+            "template: unknown key(s) bake (known: enabled, variables, keep)",
+        ),
+        ({"provider": "local", "template": {"zz": 1, "aa": 2}}, "template: unknown key(s) aa, zz"),
+        (
+            {"provider": "vagrant", "template": {"enabled": True}},
+            "template.enabled: the vagrant provider does not launch from baked templates "
+            "(local and docker do); set it to false",
+        ),
+        (
+            {"provider": "local", "template": {"enabled": "yes"}},
+            "template.enabled must be true or false, got 'yes'",
+        ),
+        ({"provider": "local", "template": "on"}, "template must be a mapping, got 'on'"),
+        (
+            {"provider": "local", "template": {"variables": "nginx_web_x"}},
+            "template.variables must be a mapping",
+        ),
+        (
+            {"provider": "local", "template": {"variables": {"workers": 2}}},
+            "template.variables: 'workers' is not an nginx_web_* variable",
+        ),
+        (
+            {"provider": "docker", "template": {"variables": {"nginx_web_x": 1, "haproxy_port": 80}}},
+            "template.variables: 'haproxy_port' is not an nginx_web_* variable",
+        ),
+        (
+            {"provider": "local", "template": {"variables": {1: 2}}},
+            "template.variables: 1 is not an nginx_web_*",
+        ),
+        ({"provider": "local", "template": {"keep": 0}}, "template.keep"),
+        ({"provider": "local", "template": {"keep": -1}}, "template.keep"),
+        ({"provider": "local", "template": {"keep": "many"}}, "template.keep"),
+        ({"provider": "local", "template": {"keep": 1.5}}, "template.keep"),
+    ],
+)
+def test_a_bad_template_names_the_pool_and_the_key(pool: dict[str, Any], words: str) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        validate_pools([{"name": "web", **pool}])
+    message = str(caught.value)
+    assert message.startswith("pool web: template"), message
+    assert words in message, message
+
+
+def test_template_keep_must_be_at_least_one() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"pool web: template\.keep .*>= 1"):
+        validate_pools([{"name": "web", "provider": "local", "template": {"keep": 0}}])
+    (pool,) = validate_pools([{"name": "web", "provider": "local", "template": {"keep": 1}}])
+    assert pool["template"]["keep"] == 1

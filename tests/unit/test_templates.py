@@ -508,7 +508,6 @@ def test_personalize_tree_skips_fifos(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path / "dest")) == ["a.txt"]
 
 
-
 # --- templatize ---------------------------------------------------------------------------------------
 
 BAKE = "/tmp/hapool-bake/web/3f9a2c0b1d4e"  # the concrete values a bake renders with
@@ -822,8 +821,9 @@ def test_templatize_tree_then_personalize_tree_reproduces_the_tree(
 @settings(max_examples=400, deadline=None)
 @given(
     values=st.dictionaries(NAMES, st.text(alphabet="a@A_ ", min_size=1, max_size=3), min_size=1, max_size=3),
-    text=st.lists(st.one_of(st.text(alphabet="a@A_ ", max_size=3), st.sampled_from(MARKS)), max_size=10)
-    .map("".join),
+    text=st.lists(st.one_of(st.text(alphabet="a@A_ ", max_size=3), st.sampled_from(MARKS)), max_size=10).map(
+        "".join
+    ),
 )
 def test_templatize_refuses_or_round_trips_near_placeholder_marks(values: dict[str, str], text: str) -> None:
     replacements = {value: placeholder for placeholder, value in values.items()}
@@ -856,6 +856,7 @@ def test_personalize_then_templatize_gives_the_template_back(
     template = "".join(f"{filler}{name}" for filler, name in layout if name in values) + "x"
     personalized = personalize(template, values)
     assert templatize(personalized, {value: name for name, value in values.items()}) == template
+
 
 # --- the index ------------------------------------------------------------------------------------------
 
@@ -1126,3 +1127,112 @@ def test_drop_versions_after_gc() -> None:
 )
 def test_hosts_behind(index: TemplateIndex, hosts: dict[str, str | None], behind: list[str]) -> None:
     assert hosts_behind(index, hosts) == behind
+
+
+# --- templatize(rendered=...): placeholders a bake renders on purpose ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "replacements", "rendered", "expected"),
+    [
+        # the bake renders nginx_web_hostname as @@HAPOOL_HOST@@: it stays, the rest is templatized
+        (
+            f"server_name {HOST}; listen 127.0.0.1:39123; root {BAKE}/html;",
+            BAKE_R,
+            {HOST},
+            f"server_name {HOST}; listen {ADDRESS}:{PORT}; root {PREFIX}/html;",
+        ),
+        (f"{HOST} {BAKE}", {BAKE: PREFIX}, [HOST], f"{HOST} {PREFIX}"),
+        (f"{HOST}{POOL}", {}, (HOST, POOL), f"{HOST}{POOL}"),  # nothing to replace: as it was
+        ("no placeholder", {"no": HOST}, frozenset({POOL}), "@@HAPOOL_HOST@@ placeholder"),
+        (f"{HOST} bake-host", {"bake-host": HOST}, {HOST}, f"{HOST} {HOST}"),  # also a replacement's
+        (
+            f"@@HAPOOL_EXTRA_1@@ {BAKE}",
+            {BAKE: PREFIX},
+            {"@@HAPOOL_EXTRA_1@@"},
+            f"@@HAPOOL_EXTRA_1@@ {PREFIX}",
+        ),
+    ],
+)
+def test_templatize_keeps_the_rendered_placeholders(
+    text: str, replacements: dict[str, str], rendered: Any, expected: str
+) -> None:
+    assert templatize(text, replacements, rendered=rendered) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "replacements", "rendered", "message"),
+    [
+        (f"{HOST} {BAKE}", {BAKE: PREFIX}, (), "already holds the placeholder.*@@HAPOOL_HOST@@"),
+        (
+            f"{HOST} {POOL} {BAKE}",
+            {BAKE: PREFIX},
+            {HOST},
+            r"already holds the placeholder\(s\) @@HAPOOL_POOL@@,",
+        ),
+        (f"{PORT}", {}, {HOST}, "already holds the placeholder.*@@HAPOOL_PORT@@"),
+        # a rendered placeholder is still protected from a key that cuts into it
+        (HOST, {"HOST@@": PORT}, {HOST}, "overlaps the placeholder @@HAPOOL_HOST@@"),
+    ],
+)
+def test_templatize_refuses_placeholders_that_were_not_rendered(
+    text: str, replacements: dict[str, str], rendered: Any, message: str
+) -> None:
+    with pytest.raises(TemplateError, match=message):
+        templatize(text, replacements, rendered=rendered)
+
+
+BAD_RENDERED: list[tuple[Any, str]] = [
+    (HOST, "not one string"),
+    (["HOST"], r"rendered: 'HOST' is not a placeholder \(@@HAPOOL_NAME@@\)"),
+    (["@@hapool_host@@"], "is not a placeholder"),
+    ([f"{HOST} "], "is not a placeholder"),
+    ([f"{HOST}{POOL}"], "is not a placeholder"),
+    ([1], "rendered: 1 is not a placeholder"),
+    ([None], "rendered: None is not a placeholder"),
+]
+
+
+@pytest.mark.parametrize(("rendered", "message"), BAD_RENDERED)
+def test_templatize_refuses_bad_rendered_values(rendered: Any, message: str) -> None:
+    with pytest.raises(TemplateError, match=message):
+        templatize("plain text", {}, rendered=rendered)
+
+
+def test_templatize_tree_keeps_the_rendered_placeholders(tmp_path: Path) -> None:
+    root = bake_tree(tmp_path / "bake")
+    write(root / "conf" / "site.conf", f"server {{ listen 127.0.0.1:39123; server_name {HOST}; }}\n", 0o600)
+    write(root / "html" / "index.html", f"<h1>Hello {HOST}!</h1>\n")
+    with pytest.raises(TemplateError, match=r"html/index\.html: .*@@HAPOOL_HOST@@"):
+        templatize_tree(root, {BAKE: PREFIX, "127.0.0.1": ADDRESS, "39123": PORT})
+    changed = templatize_tree(root, {BAKE: PREFIX, "127.0.0.1": ADDRESS, "39123": PORT}, rendered={HOST})
+    # html/index.html holds nothing to replace: not changed, not refused
+    assert changed == ["big.txt", "conf/nginx.conf", "conf/site.conf", "sbin/start"]
+    assert (root / "conf" / "site.conf").read_text() == (
+        f"server {{ listen {ADDRESS}:{PORT}; server_name {HOST}; }}\n"
+    )
+    assert (root / "html" / "index.html").read_text() == f"<h1>Hello {HOST}!</h1>\n"
+    dest = tmp_path / "host"
+    personalize_tree(root, dest, {**VALUES, PREFIX: "/srv/web-3f9a2c"})
+    assert (dest / "html" / "index.html").read_text() == "<h1>Hello web-3f9a2c!</h1>\n"
+    assert (dest / "conf" / "site.conf").read_text() == (
+        "server { listen 127.0.0.1:8081; server_name web-3f9a2c; }\n"
+    )
+
+
+def test_templatize_tree_refuses_a_placeholder_not_rendered_and_writes_nothing(tmp_path: Path) -> None:
+    root = bake_tree(tmp_path / "bake")
+    write(root / "html" / "index.html", f"<h1>Hello {HOST} of {POOL}!</h1>\n")
+    original = tree_snapshot(root)
+    with pytest.raises(TemplateError, match=r"html/index\.html: .*@@HAPOOL_POOL@@"):
+        templatize_tree(root, {BAKE: PREFIX}, rendered={HOST})  # nothing is replaced by POOL
+    assert tree_snapshot(root) == original
+
+
+@pytest.mark.parametrize(("rendered", "message"), BAD_RENDERED)
+def test_templatize_tree_refuses_bad_rendered_values(tmp_path: Path, rendered: Any, message: str) -> None:
+    root = bake_tree(tmp_path / "bake")
+    original = tree_snapshot(root)
+    with pytest.raises(TemplateError, match=message):
+        templatize_tree(root, BAKE_R, rendered=rendered)
+    assert tree_snapshot(root) == original
