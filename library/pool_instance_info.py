@@ -109,6 +109,15 @@ alive:
   returned: always
   type: int
   sample: 2
+template:
+  description:
+    - The pool's launch template, when O(pool) is its validated entry with C(template.enabled)
+      (null otherwise) - C(current), the version new hosts launch from (null before the first
+      good bake), and C(behind), the instances (sorted) that do not run it (launched from an older
+      version, or bare). Each instance's own version is its C(extra.template).
+  returned: always
+  type: dict
+  sample: {"current": "3f9a2c0b1d4e", "behind": ["web-1a2b3c"]}
 """
 
 from typing import Any
@@ -121,6 +130,18 @@ from ansible.module_utils.hapool.providers.options import (
     pool_params,
     provider_from_params,
 )
+from ansible.module_utils.hapool.providers.state import default_state_root
+from ansible.module_utils.hapool.templates import hosts_behind, index_path, read_index
+
+
+def template_view(entry: Any, pool: str | None, state_root: str, instances: list[dict[str, Any]]) -> Any:
+    """The pool's current template version and the instances behind it (None without a template)."""
+    settings = entry.get("template") if isinstance(entry, dict) else None
+    if pool is None or not isinstance(settings, dict) or settings.get("enabled") is not True:
+        return None
+    index = read_index(index_path(state_root, pool), pool)
+    versions = {i["name"]: (i.get("extra") or {}).get("template") for i in instances}
+    return {"current": index.current, "behind": hosts_behind(index, versions)}
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
@@ -128,11 +149,13 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     pool = validate_pool(p["pool"]) if p["pool"] is not None else None
     with provider_from_params(p) as provider:
         instances = [i.to_dict() for i in provider.list(pool)]
+    state_root = p.get("state_dir") or str(default_state_root())
     return {
         "changed": False,
         "instances": instances,
         "count": len(instances),
         "alive": sum(1 for i in instances if i["alive"]),
+        "template": template_view(module.params["pool"], pool, state_root, instances),
     }
 
 

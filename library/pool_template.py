@@ -311,8 +311,8 @@ def run(module: AnsibleModule) -> dict[str, Any]:
                 scratch_parent=str(baking.templates_dir(state_root, pool)),
             )
             artifact = baking.publish(build, candidate, state_root)
-        except HapoolError as exc:
-            reason = str(exc)
+        except (HapoolError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, HapoolError) else f"{type(exc).__name__}: {exc}"
             try:
                 baking.discard_build(provider, build)
                 if candidate is not None:

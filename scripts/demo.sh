@@ -94,6 +94,10 @@ for line in open(log, encoding="utf-8", errors="replace"):
         what = f"{name}: launching its replacement {e.get('replacement')} ({e.get('reason')})"
     elif action == "replace":
         what = f"{name} replaced by {e.get('replacement')} in {e.get('duration')} s ({e.get('reason')})"
+        if e.get("serving_seconds") is not None:
+            what = (f"{name} replaced by {e.get('replacement')} (template {e.get('template') or '?'}): launched in "
+                    f"{e.get('launch_seconds')} s, serving {e.get('serving_seconds')} s after the replacement began, "
+                    f"run done in {e.get('duration')} s ({e.get('reason')})")
     elif action == "scale_recommendation":
         what = f"recommendation {e.get('recommendation')} (current {e.get('current')})"
     elif action in ("scale_out", "scale_in"):
@@ -101,7 +105,8 @@ for line in open(log, encoding="utf-8", errors="replace"):
         what += f", drain {', '.join(e['drain'])}" if e.get("drain") else ""
         what += f" (capped by {', '.join(e['capped_by'])})" if e.get("capped_by") else ""
     elif action == "scale_launch":
-        what = f"{name}: launched in {e.get('launch_seconds')} s, serving {e.get('duration')} s after its launch began"
+        serving = e.get("serving_seconds") if e.get("serving_seconds") is not None else e.get("duration")
+        what = f"{name}: launched in {e.get('launch_seconds')} s, serving {serving} s after its launch began"
     elif action == "scale_drain":
         what = f"{name}: marked leaving, draining"
     elif action == "scale_remove":

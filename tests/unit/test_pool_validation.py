@@ -319,7 +319,7 @@ def test_the_module_returns_the_pools_normalized_and_fails_clearly() -> None:
             "desired": 2,
             "max": 3,
             "weight": 5,
-            "template": {"enabled": True, "variables": {}, "keep": 2},
+            "template": {"enabled": False, "variables": {}, "keep": 2},
         }
         assert result["pools"][1] == pools[1]
     bad = run_module("pool_validate", {"pools": [{**pools[0], "weight": "abc"}]})
@@ -338,11 +338,12 @@ TEMPLATE_OFF = {"enabled": False, "variables": {}, "keep": 2}
 @pytest.mark.parametrize(
     ("pool", "template"),
     [
-        ({"name": "web", "provider": "local"}, TEMPLATE_ON),
-        ({"name": "web", "provider": "docker"}, TEMPLATE_ON),
+        # off by default (hosts launched bare and provisioned) until it is benchmarked
+        ({"name": "web", "provider": "local"}, TEMPLATE_OFF),
+        ({"name": "web", "provider": "docker"}, TEMPLATE_OFF),
         ({"name": "web", "provider": "vagrant"}, TEMPLATE_OFF),
-        ({"name": "web", "provider": "local", "template": None}, TEMPLATE_ON),
-        ({"name": "web", "provider": "docker", "template": {}}, TEMPLATE_ON),
+        ({"name": "web", "provider": "local", "template": None}, TEMPLATE_OFF),
+        ({"name": "web", "provider": "docker", "template": {"enabled": True}}, TEMPLATE_ON),
         ({"name": "web", "template": {}}, TEMPLATE_OFF),  # static (no provider)
         ({"name": "web", "provider": "local", "template": {"enabled": False}}, TEMPLATE_OFF),
         (
@@ -354,6 +355,7 @@ TEMPLATE_OFF = {"enabled": False, "variables": {}, "keep": 2}
                 "name": "web",
                 "provider": "docker",
                 "template": {
+                    "enabled": True,
                     "variables": {"nginx_web_workers": 2, "nginx_web_hostname": "@@HAPOOL_HOST@@"},
                     "keep": "3",
                 },

@@ -110,7 +110,7 @@ def artifact_name(provider: str, state_root: str | os.PathLike[str], pool: str, 
         if not _REPO_COMPONENT_RE.match(pool):
             raise TemplateError(
                 f"pool {pool}: a docker image cannot be named hapool/{pool} (a repository name has no "
-                "leading, trailing or repeated '_'); rename the pool to bake its template"
+                "leading or trailing '_', nor three in a row); rename the pool to bake its template"
             )
         return f"hapool/{pool}:{version}"
     if provider == "local":
@@ -376,6 +376,7 @@ def validate_artifact(
 ) -> str:
     """Launch a throw-away host from ``template`` with a provider made by ``provider_factory``
     (given a scratch state root: its hosts are no pool's), check it, destroy it; its name."""
+    os.makedirs(scratch_parent, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix=".check-", dir=scratch_parent)
     try:
         provider = provider_factory(scratch)
@@ -435,8 +436,8 @@ def remove_artifact(
     """Delete a version's artefact: a local tree under the pool's templates directory, or a
     docker image (kept when a container still runs it)."""
     if provider.name == "local":
-        target = pathlib.Path(record_.artifact)
-        if target.parent != templates_dir(state_root, pool):
+        target = pathlib.Path(os.path.realpath(record_.artifact))
+        if target.parent != pathlib.Path(os.path.realpath(templates_dir(state_root, pool))):
             raise TemplateError(f"refusing to delete {target}: not a template tree of pool {pool}")
         shutil.rmtree(target, ignore_errors=True)
         return True

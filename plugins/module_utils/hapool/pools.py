@@ -254,23 +254,28 @@ _TEMPLATE_KEYS = ("enabled", "variables", "keep")
 
 
 def _template(value: Any, provider: Any) -> dict[str, Any]:
-    """The pool's launch template settings: ``enabled`` (default: true for the providers that can
-    launch from a template), ``variables`` (``nginx_web_*`` values of this pool's template) and
-    ``keep`` (baked versions kept besides those live hosts run, default 2)."""
+    """The pool's launch template settings: ``enabled`` (default false: hosts are launched bare
+    and provisioned; true bakes and launches from templates, local and docker only),
+    ``variables`` (``nginx_web_*`` values of this pool's template) and ``keep`` (baked versions
+    kept besides those live hosts run, default 2)."""
     template = dict(_mapping({} if value is None else value, "template"))
     unknown = sorted(set(template) - set(_TEMPLATE_KEYS))
     if unknown:
         raise InvalidArgumentError(
             f"template: unknown key(s) {', '.join(map(str, unknown))} (known: {', '.join(_TEMPLATE_KEYS)})"
         )
-    can = provider in TEMPLATE_PROVIDERS
-    enabled = _bool(template.get("enabled", can), "template.enabled")
-    if enabled and not can:
+    enabled = _bool(template.get("enabled", False), "template.enabled")
+    if enabled and provider is None:
+        raise InvalidArgumentError(
+            "template.enabled: a pool without a provider (static servers) has no launch template"
+        )
+    if enabled and provider not in TEMPLATE_PROVIDERS:
         raise InvalidArgumentError(
             f"template.enabled: the {provider} provider does not launch from baked templates "
             f"({' and '.join(TEMPLATE_PROVIDERS)} do); set it to false"
         )
-    variables = dict(_mapping(template.get("variables") or {}, "template.variables"))
+    raw = template.get("variables")
+    variables = dict(_mapping({} if raw is None else raw, "template.variables"))
     for key in variables:
         if not isinstance(key, str) or not key.startswith("nginx_web_"):
             raise InvalidArgumentError(f"template.variables: {key!r} is not an nginx_web_* variable")

@@ -453,7 +453,10 @@ def _replacer(checked: Mapping[str, str]) -> re.Pattern[str] | None:
 
 
 def _templatize(
-    text: str, checked: Mapping[str, str], pattern: re.Pattern[str] | None, rendered: frozenset[str] = frozenset()
+    text: str,
+    checked: Mapping[str, str],
+    pattern: re.Pattern[str] | None,
+    rendered: frozenset[str] = frozenset(),
 ) -> str:
     found = [(match.start(), match.end(), match.group(0)) for match in PLACEHOLDER_RE.finditer(text)]
     allowed = set(checked.values()) | rendered

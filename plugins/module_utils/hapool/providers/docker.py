@@ -53,7 +53,6 @@ LABEL_CREATED = "io.hapool.created"
 LABEL_NETWORK = "io.hapool.network"
 LABEL_SCOPE = "io.hapool.scope"
 LABEL_TEMPLATE = "io.hapool.template"
-LABEL_BAKE = "io.hapool.bake"  # on a bake's build container: <scope>/<pool>/<version>
 SCOPE_FILE = "docker-scope"
 
 WEB_PORT = 80
@@ -422,11 +421,13 @@ class DockerProvider(Provider):
         self._check_image(base_image)
         name = self.build_container_name(pool, version)
         self.remove_build(name)
-        labels = {LABEL_MANAGED: "true", LABEL_BAKE: f"{self.scope()}/{pool}/{version}"}
+        # No label: a commit keeps the container's labels in the image, and every host launched
+        # from it would carry them. The name (scope, pool, version) is what finds it again.
         client = self.client()
         try:
-            container = client.containers.create(base_image, name=name, hostname=f"bake-{version}",
-                                                  labels=labels, detach=True)  # fmt: skip
+            container = client.containers.create(
+                base_image, name=name, hostname=f"bake-{version}", detach=True
+            )
             container.start()
         except Exception as exc:
             self.remove_build(name)
@@ -434,7 +435,13 @@ class DockerProvider(Provider):
         return name
 
     def commit_build(
-        self, name: str, repository: str, tag: str, *, files: dict[str, tuple[str, int]], changes: Sequence[str]
+        self,
+        name: str,
+        repository: str,
+        tag: str,
+        *,
+        files: dict[str, tuple[str, int]],
+        changes: Sequence[str],
     ) -> str:
         """Write ``files`` (path -> (text, mode)) into the build container ``name``, commit it as
         ``repository:tag`` with the Dockerfile ``changes`` (CMD, LABEL), and return the image id."""
