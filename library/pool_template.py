@@ -46,11 +46,13 @@ options:
     required: true
   state:
     description:
-      - V(present) - plan; make the build host when the version must be baked (not in check mode).
-      - V(baked) - finish the bake of O(build): artefact, check, record, garbage collection.
-      - V(failed) - record that the bake of O(build) failed (O(reason)) and remove its build host.
+      - "V(present): plan; make the build host when the version must be baked (not in check mode)."
+      - "V(baked): finish the bake of O(build): artefact, check, record, garbage collection."
+      - "V(failed): record that the bake of O(build) failed (O(reason)) and remove its build host."
+      - "V(absent): delete every baked version of the pool (its artefacts, then its index), as
+        C(teardown.yml) does; a docker image a container still runs is kept with its record."
     type: str
-    choices: [present, baked, failed]
+    choices: [present, baked, failed, absent]
     default: present
   variables:
     description:
@@ -156,8 +158,14 @@ build:
   returned: when a build host was made
   type: dict
 removed:
-  description: The versions whose artefacts the garbage collection removed (O(state=baked)).
+  description: The versions whose artefacts the garbage collection removed (O(state=baked)), or
+    O(state=absent) removed.
   returned: success
+  type: list
+  elements: str
+kept:
+  description: With O(state=absent), the versions whose docker image a container still runs (kept).
+  returned: with O(state=absent)
   type: list
   elements: str
 checked:
@@ -187,11 +195,11 @@ from ansible.module_utils.hapool.providers.options import (
     provider_settings,
 )
 from ansible.module_utils.hapool.providers.state import default_state_root
-from ansible.module_utils.hapool.templates import TemplateVersion, template_files
+from ansible.module_utils.hapool.templates import TemplateVersion, index_path, read_index, template_files
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "pool": {"type": "dict", "required": True},
-    "state": {"type": "str", "choices": ["present", "baked", "failed"], "default": "present"},
+    "state": {"type": "str", "choices": ["present", "baked", "failed", "absent"], "default": "present"},
     "variables": {"type": "dict", "default": {}},
     "role_dir": {"type": "path"},
     "files": {"type": "list", "elements": "path", "default": []},
@@ -256,6 +264,29 @@ def run(module: AnsibleModule) -> dict[str, Any]:
                 build["started"] = time.time()
                 result.update(changed=True, build=build)
             return result
+
+        if params["state"] == "absent":
+            if module.check_mode:
+                index = read_index(index_path(state_root, pool), pool)
+                gone = [r.version for r in index.versions]
+                return {
+                    "changed": bool(gone),
+                    "version": None,
+                    "action": "absent",
+                    "current": None,
+                    "artifact": None,
+                    "removed": gone,
+                }
+            removed, kept = baking.remove_all(provider, state_root, pool)
+            return {
+                "changed": bool(removed),
+                "version": None,
+                "action": "absent",
+                "current": None,
+                "artifact": None,
+                "removed": removed,
+                "kept": kept,
+            }
 
         build = _checked_build(params, pool)
         version = build["version"]

@@ -1,8 +1,11 @@
-"""Kill -> replacement serving, timer-driven vs watch-driven, per provider, under wrk.
+"""Kill -> replacement serving, timer-driven vs watch-driven, per provider and way of launching, under wrk.
 
-Per provider (local: nginx processes; docker: containers), one deployment of 2 hosts
-(`site.yml`, checks `inter 1s fastinter 500ms fall 2`, `grace_period 5`). Then, for each way
-of triggering `heal.yml`, installed for real by `playbooks/heal_timer.yml`:
+Per provider (local: nginx processes; docker: containers) and way of launching a host
+(**provisioned**: launched bare, then a full `nginx_web` run, then the re-render;
+**template**: `template.enabled`, launched from the pool's baked version and registered in the
+balancer's runtime at once), one deployment of 2 hosts (`site.yml`, checks `inter 1s fastinter
+500ms fall 2`, `grace_period 5`). Then, for each way of triggering `heal.yml`, installed for
+real by `playbooks/heal_timer.yml`:
 
 * **timer**: cron runs the wrapper every minute, which starts a tick every 10 s
   (`heal_timer_period: 10`); no watcher;
@@ -48,6 +51,8 @@ MODES = {
 # rate, so that it leaves a core to Ansible, as a production balancer is not run at 100 % CPU.
 WRK = {"connections": 4, "threads": 1, "delay_ms": 20}
 DESIRED = 2
+# How a new host is made: launched bare and provisioned, or launched from the baked template.
+LAUNCHES = {"provisioned": {}, "template": {"template": {"enabled": True}}}
 
 
 @contextlib.contextmanager
@@ -130,6 +135,8 @@ def one_kill(dep: Deployment, provider: str, budget_s: float) -> dict[str, Any]:
         "serving_s": serving_s,
         "trigger_s": started_at - killed_wall,  # kill -> the heal run started the replacement
         "replace_s": float(event["duration"]),  # start -> replacement UP (the event's duration)
+        # start -> HAProxy reported it UP, for a replacement registered at runtime (template)
+        "registered_s": event.get("serving_seconds"),
         "requests": result.requests,
         "failed": result.failed,
         "rps": result.rps,
@@ -150,20 +157,22 @@ def _replace_event(dep: Deployment, victim: str) -> dict[str, Any]:
 def run(ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {"modes": list(MODES), "providers": {}, "wrk": WRK, "repeat": ctx.repeat}
     with cron_daemon():
-        for provider in ctx.providers:
-            made = deployments(ctx.dir(f"heal-{provider}"))
+        for provider, launch in [(p, la) for p in ctx.providers for la in LAUNCHES]:
+            label = provider if launch == "provisioned" else f"{provider} ({launch})"
+            made = deployments(ctx.dir(f"heal-{provider}-{launch}"))
             make = next(made)
             try:
                 t0 = time.monotonic()
-                dep = make(provider, desired=DESIRED, max=3, max_replace_per_run=1, flap_window=0)
-                ctx.log(f"heal/{provider}: site.yml {time.monotonic() - t0:.0f} s")
+                settings = {"desired": DESIRED, "max": 3, "max_replace_per_run": 1, "flap_window": 0}
+                dep = make(provider, **settings, **LAUNCHES[launch])
+                ctx.log(f"heal/{label}: site.yml {time.monotonic() - t0:.0f} s")
                 per_mode: dict[str, Any] = {}
                 for mode in MODES:
                     kills = []
                     with heal_trigger(dep, mode):
                         for i in range(ctx.repeat):
                             k = one_kill(dep, provider, budget_s=150 if mode == "timer" else 120)
-                            ctx.log(f"heal/{provider}/{mode} #{i + 1}: serving after {k['serving_s']:.1f} s "
+                            ctx.log(f"heal/{label}/{mode} #{i + 1}: serving after {k['serving_s']:.1f} s "
                                     f"(trigger {k['trigger_s']:.1f} s, replace {k['replace_s']:.1f} s), "
                                     f"{k['failed']}/{k['requests']} failed")
                             kills.append(k)
@@ -172,11 +181,12 @@ def run(ctx: Context) -> dict[str, Any]:
                         "serving_s": summary([k["serving_s"] for k in kills]),
                         "trigger_s": summary([k["trigger_s"] for k in kills]),
                         "replace_s": summary([k["replace_s"] for k in kills]),
+                        "registered_s": summary([k["registered_s"] for k in kills]),
                         "failed": sum(k["failed"] for k in kills),
                         "requests": sum(k["requests"] for k in kills),
                         "rps": summary([k["rps"] for k in kills]),
                     }
-                out["providers"][provider] = per_mode
+                out["providers"][label] = per_mode
             finally:
                 for _ in made:  # teardown.yml, then destroy whatever it left
                     pass
@@ -185,7 +195,10 @@ def run(ctx: Context) -> dict[str, Any]:
 
 def markdown(r: dict[str, Any]) -> str:
     lines = [
-        f"One pool of {DESIRED} hosts per provider; a host is killed hard (`kill -9` of nginx, "
+        f"One pool of {DESIRED} hosts per provider and way of launching (no suffix: launched bare and "
+        "provisioned by `nginx_web`, then registered by the re-render; **(template)**: launched from "
+        "the pool's baked template version and registered in HAProxy's runtime at once); "
+        "a host is killed hard (`kill -9` of nginx, "
         "`docker kill`) while wrk "
         f"(`-t{r['wrk']['threads']} -c{r['wrk']['connections']}`, {r['wrk']['delay_ms']} ms between a "
         "connection's requests) runs through the balancer; the clock stops "
@@ -197,14 +210,15 @@ def markdown(r: dict[str, Any]) -> str:
         f"Median (range) of {r['repeat']} kills per row.",
         "",
         "| provider | trigger | kill → new host serving | trigger delay | replace (launch, provision, "
-        "register, UP, logged) | wrk requests | failed | wrk req/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "register, UP, logged) | of which start → UP (template) | wrk requests | failed | wrk req/s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for provider, modes in r["providers"].items():
         for mode, m in modes.items():
             lines.append(
                 f"| {provider} | {mode} | **{fmt_summary(m['serving_s'], 's')}** "
                 f"| {fmt_summary(m['trigger_s'], 's')} | {fmt_summary(m['replace_s'], 's')} "
+                f"| {fmt_summary(m.get('registered_s') or {'median': None}, 's')} "
                 f"| {m['requests']:,} | {m['failed']} | "
                 f"{fmt_summary(m['rps'], '', 0)} |"
             )

@@ -128,3 +128,23 @@ def test_bake_launch_reuse_heal_new_version_and_failed_bake(
         assert not list((dep.root / "templates" / "web").glob("build-*")), (
             "a failed bake left its build directory"
         )
+
+    # teardown.yml removes what site.yml made, the baked versions too
+    ok(dep.play("teardown.yml"))
+    assert not (dep.root / "templates" / "web" / "index.json").exists()
+    if provider == "docker":
+        images = subprocess.run(
+            ["docker", "images", "-q", "hapool/web"], capture_output=True, text=True, check=True
+        )
+        left_images = {
+            ref
+            for ref in (f"hapool/web:{first}", f"hapool/web:{second}")
+            if subprocess.run(
+                ["docker", "image", "inspect", ref], capture_output=True, check=False
+            ).returncode
+            == 0
+        }
+        assert left_images == set(), (left_images, images.stdout)
+    else:
+        assert not (dep.root / "templates" / "web" / str(first)).exists()
+        assert not (dep.root / "templates" / "web" / str(second)).exists()

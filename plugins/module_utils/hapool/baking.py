@@ -459,6 +459,35 @@ def current_template(entry: Mapping[str, Any], state_root: str) -> LaunchTemplat
     return LaunchTemplate(record_.artifact, record_.version) if record_ is not None else None
 
 
+def remove_all(provider: Provider, state_root: str, pool: str) -> tuple[list[str], list[str]]:
+    """Delete every baked version of ``pool`` (teardown): each artefact, then the index, under the
+    index's lock. Returns (versions removed, versions kept: a docker image still in use, whose
+    records stay). An index that cannot be read is an error and nothing is deleted."""
+    path = templates.index_path(state_root, pool)
+    if not os.path.exists(path):
+        return [], []
+    with file_lock(pathlib.Path(os.path.dirname(path)) / ".lock"):
+        index = templates.read_index(path, pool)
+        removed: list[str] = []
+        kept: list[str] = []
+        for record_ in index.versions:
+            if not record_.usable and not os.path.exists(record_.artifact) and provider.name == "local":
+                removed.append(record_.version)  # a failed bake's artefact was never published
+                continue
+            (removed if remove_artifact(provider, record_, state_root, pool) else kept).append(
+                record_.version
+            )
+        if kept:
+            current = index.current if index.current in kept else None
+            left = templates.TemplateIndex(
+                pool, current, tuple(r for r in index.versions if r.version in kept)
+            )
+            templates.write_index(path, left)
+        else:
+            os.unlink(path)
+    return removed, kept
+
+
 def provider_for(name: str, settings: Mapping[str, Any]) -> Callable[[str], Provider]:
     """A factory of providers ``name`` with ``settings`` in a given state root (validation)."""
     return lambda root: get_provider(name, state_root=root, **dict(settings))
@@ -479,6 +508,7 @@ __all__ = [
     "provider_for",
     "publish",
     "record",
+    "remove_all",
     "remove_artifact",
     "templates_dir",
     "validate_artifact",
