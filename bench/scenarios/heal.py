@@ -226,10 +226,26 @@ def markdown(r: dict[str, Any]) -> str:
     for provider, modes in r["providers"].items():
         timer, watch = modes["timer"]["serving_s"]["median"], modes["watch"]["serving_s"]["median"]
         if timer and watch:
-            ratios.append(f"{provider}: the watcher serves a replacement {timer - watch:.1f} s sooner "
+            word = "sooner" if watch <= timer else "later"
+            ratios.append(f"{provider}: the watcher serves a replacement {abs(timer - watch):.1f} s {word} "
                           f"({watch / timer:.2f} x the timer's time)")
     if ratios:
         lines += ["", "; ".join(ratios) + "."]
+    launches = []
+    for provider, modes in r["providers"].items():
+        if provider.endswith(" (template)"):
+            continue
+        templ = r["providers"].get(f"{provider} (template)")
+        if not templ:
+            continue
+        for mode in ("timer", "watch"):
+            bare = (modes.get(mode) or {}).get("serving_s", {}).get("median")
+            fast = (templ.get(mode) or {}).get("serving_s", {}).get("median")
+            if bare and fast:
+                launches.append(f"{provider} {mode}: {fast / bare:.2f} x ({bare - fast:.1f} s less)")
+    if launches:
+        lines += ["", "Kill → serving from a template, against a host provisioned by Ansible in the same run: "
+                  + "; ".join(launches) + "."]
     lines += [
         "",
         "Failed requests are wrk's non-2xx answers plus its socket errors (connect, read, write, timeout) "
