@@ -207,21 +207,11 @@ import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hapool.actions import BACKOFF_SKIP, CIRCUIT_OPEN, SCALE_DRAIN
-from ansible.module_utils.hapool.events import (
-    EVENT_LOG_CORRUPT,
-    append_events,
-    corrupt_log_event,
-    make_event,
-    read_events_checked,
-)
+from ansible.module_utils.hapool.actions import BACKOFF_SKIP, CIRCUIT_OPEN
+from ansible.module_utils.hapool.events import append_events, make_event
+from ansible.module_utils.hapool.fastheal import observe_heal
 from ansible.module_utils.hapool.haproxy import RUNTIME_ARGUMENT_SPEC, RuntimeClient
-from ansible.module_utils.hapool.healing import (
-    HISTORY_ACTIONS,
-    loop_items,
-    name_new_replacements,
-    plan_heal,
-)
+from ansible.module_utils.hapool.healing import loop_items
 from ansible.module_utils.hapool.module import run_module
 from ansible.module_utils.hapool.providers import validate_pool
 from ansible.module_utils.hapool.providers.options import (
@@ -229,7 +219,6 @@ from ansible.module_utils.hapool.providers.options import (
     pool_params,
     provider_from_params,
 )
-from ansible.module_utils.hapool.sizing import leaving_hosts
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
@@ -237,25 +226,14 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     pool_cfg = dict(p["pool"])
     pool = validate_pool(str(pool_cfg.get("name") or ""))
     now = p["now"] if p["now"] is not None else time.time()
-    rows = [row for row in RuntimeClient(p["socket"], timeout=p["timeout"]).show_stat(pool) if row.is_server]
-    history = []
-    log_events = []  # event_log_corrupt: lines of the log were skipped (once per set of lines)
-    if p["event_log"]:
-        checked = read_events_checked(
-            p["event_log"], pool=pool, actions=(*HISTORY_ACTIONS, SCALE_DRAIN, EVENT_LOG_CORRUPT)
-        )
-        history = checked.events
-        if checked.skipped:
-            module.warn(checked.warning(p["event_log"]))
-            corrupt = corrupt_log_event(checked, pool=pool, now=now, history=history)
-            log_events += [corrupt] if corrupt is not None else []
-    leaving = leaving_hosts(history)
-    replaced = [e for e in history if e.get("action") in HISTORY_ACTIONS]
     with provider_from_params(pool_params(p)) as provider:
-        instances = provider.list(pool)
-        plan = plan_heal(pool_cfg, rows, instances, replaced, now, leaving=leaving)
-        taken = provider.ledger.used(pool) | {i.name for i in instances}
-        plan = name_new_replacements(plan, taken, provider.rng)
+        observed = observe_heal(
+            pool_cfg, RuntimeClient(p["socket"], timeout=p["timeout"]), provider, p["event_log"], now
+        )
+    plan, instances = observed.plan, observed.instances
+    if observed.warning:
+        module.warn(observed.warning)
+    log_events = observed.log_events
 
     events = log_events
     if plan.circuit_open:

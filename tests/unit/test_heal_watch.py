@@ -109,7 +109,7 @@ echo "end $n" >> {runs_log}
     )
     args = argparse.Namespace(
         socket=str(tmp_path / "unused.sock"), timeout=1.0, ensure=None, ensure_interval=1.0, events=None,
-        instance="lb1", by="watcher", command=[str(tick)],
+        instance="lb1", by="watcher", command=[str(tick)], fast_path=None, module_utils=None, fast_retry=60.0,
     )  # fmt: skip
     watcher = heal_watch.Watcher(args, io.StringIO())
 
@@ -306,6 +306,9 @@ def _watcher(
         instance="lb1",
         by="watcher",
         once=False,
+        fast_path=None,
+        module_utils=None,
+        fast_retry=60.0,
         command=["sh", "-c", f"echo tick >> {tmp_path / 'ticks'}"],
     )
     log = io.StringIO()

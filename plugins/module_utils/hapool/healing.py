@@ -154,6 +154,9 @@ class Decision:
     # already launched for it (that replacement is finished instead of launching another)
     replacement: str | None = None
     adopt: bool = False
+    # adopt: when the earlier run logged the replacement's launch (its replace_launch event) -
+    # the start of the replacement, for the replace event's duration
+    launched_at: float | None = None
     dead: bool = False  # the provider reports the host dead
     # replace: destroy the failed host before launching its replacement (launching first
     # would make more than ``max`` live hosts)
@@ -171,6 +174,7 @@ class Decision:
             "not_before": self.not_before,
             "replacement": self.replacement,
             "adopt": self.adopt,
+            "launched_at": self.launched_at,
             "dead": self.dead,
             "destroy_first": self.destroy_first,
         }
@@ -421,7 +425,16 @@ def plan_heal(
             # An earlier run launched this host's replacement and ended before it destroyed this
             # host: finish that replacement whatever this host's status is now.
             reason = f"{decision.reason}; its replacement {successor} was launched by an earlier run"
-            decision = replace(decision, action=REPLACE, reason=reason, replacement=successor, adopt=True)
+            launch = _predecessors(history, pool).get(successor) or {}
+            launched_at = launch.get("time") if isinstance(launch.get("time"), (int, float)) else None
+            decision = replace(
+                decision,
+                action=REPLACE,
+                reason=reason,
+                replacement=successor,
+                adopt=True,
+                launched_at=None if launched_at is None else float(launched_at),
+            )
             failing_for = float("inf")
         if decision.action == REPLACE:
             candidates.append((failing_for, decision))

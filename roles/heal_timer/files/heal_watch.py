@@ -18,6 +18,14 @@ validated configuration. A restart is appended to ``--events`` as a ``balancer_r
 (``balancer_restart_failed`` when it could not, once per outage), in the format of
 ``plugins/module_utils/hapool/events.py``, and a heal tick follows.
 
+The fast path (``--fast-path FILE --module-utils DIR``): on a failing transition, before the
+tick, the watcher calls the project's ``hapool.fastheal.fast_heal`` (imported from ``DIR``, the
+project's ``plugins/module_utils``): for each pool of ``FILE`` (written by heal.yml) with a baked
+launch template it makes heal.yml's decisions and launches and registers the replacements at
+once, under the pool lock; the tick's heal run then adopts them. While another run holds the
+lock, it tries again at each poll (for ``--fast-retry`` seconds). Its errors are logged, never
+fatal: the tick runs all the same.
+
 ``--once`` polls once, runs ``--ensure`` when the socket does not answer, and exits (0: the
 balancer answers or was started again; 1: it is down): the timer's tick runs it before its
 playbook, so a 10 s timer brings a dead balancer back within a tick. No command is needed then.
@@ -188,6 +196,9 @@ class Watcher:
         self.outage_logged = False  # a balancer_restart_failed event for this outage
         self.ensure_failed = False  # the last run of the supervise script failed
         self.said: set[str] = set()
+        self.fast_since: float | None = None  # a failure the fast path has not acted on yet
+        self.fast_module: Any = None  # hapool.fastheal, imported at first use
+        self.fast_broken = ""  # why the fast path cannot run (said once)
 
     def say(self, message: str) -> None:
         self.log.write(f"=== {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} watcher: {message}\n")
@@ -269,7 +280,11 @@ class Watcher:
             if failing(self.seen.get(key), status):
                 self.say(f"{key[0]}/{key[1]}: {self.seen.get(key)} -> {status}")
                 self.pending = True
+                if self.fast_since is None:
+                    self.fast_since = time.monotonic()
         self.seen = current
+        if self.fast_since is not None and self.socket_ok:
+            self.fast()
         if self.running is not None and self.running.poll() is not None:
             self.say(f"heal tick exited {self.running.returncode}")
             self.running = None
@@ -277,6 +292,66 @@ class Watcher:
             self.say("running a heal tick")
             self.running = subprocess.Popen(args.command, stdin=subprocess.DEVNULL)
             self.pending = False
+
+    def load_fast(self) -> Any:
+        """hapool.fastheal from --module-utils (None, said once, when it cannot be imported)."""
+        if self.fast_module is None and not self.fast_broken:
+            sys.path.insert(0, self.args.module_utils)
+            try:
+                from hapool import fastheal  # noqa: PLC0415 - from the project, at first use
+            except Exception as exc:
+                self.fast_broken = f"cannot import hapool.fastheal from {self.args.module_utils}: {exc}"
+                self.say(f"fast path off: {self.fast_broken}")
+                return None
+            self.fast_module = fastheal
+        return self.fast_module
+
+    def fast(self) -> None:
+        """The fast path for the failures seen (a no-op without --fast-path)."""
+        args = self.args
+        since, self.fast_since = self.fast_since, None
+        if not args.fast_path or since is None:
+            return
+        fastheal = self.load_fast()
+        if fastheal is None:
+            return
+        started = time.monotonic()
+        try:
+            config = fastheal.FastConfig.load(args.fast_path)
+        except Exception as exc:
+            message = f"fast path skipped: {exc}"
+            if message not in self.said:
+                self.said.add(message)
+                self.say(message)
+            return
+        try:
+            result = fastheal.fast_heal(config, by=args.by)
+        except Exception as exc:
+            self.say(f"fast path failed: {type(exc).__name__}: {exc}")
+            return
+        if result.locked:
+            if time.monotonic() - since < args.fast_retry:
+                self.fast_since = since  # try again at the next poll
+            else:
+                self.say(f"fast path gave up: the pool lock stayed held by {result.locked}")
+            return
+        self.report_fast(result, time.monotonic() - started)
+
+    def report_fast(self, result: Any, took: float) -> None:
+        """Log what the fast path did (hapool.fastheal.FastResult)."""
+        for item in result.replaced:
+            if item.error:
+                self.say(f"fast path: {item.pool}/{item.name} -> {item.replacement}: {item.error}")
+            else:
+                launch = (item.launched or item.started) - item.started
+                self.say(
+                    f"fast path: {item.pool}/{item.name} ({item.reason}) -> {item.replacement} "
+                    f"launched from template {item.template} in {launch:.2f} s and added to the balancer"
+                )
+        for pool, error in result.errors.items():
+            self.say(f"fast path: {pool}: {error}")
+        if result.replaced or result.errors:
+            self.say(f"fast path done in {took:.2f} s (run {result.run})")
 
     def once(self) -> int:
         """One poll; the supervise script when the socket does not answer. 0: the balancer
@@ -329,10 +404,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--instance", default=socket.gethostname(), help="the balancer's name in events")
     parser.add_argument("--by", default="watcher", help="who restarted the balancer, in its events")
     parser.add_argument("--once", action="store_true", help="poll once, start a dead balancer again, exit")
+    parser.add_argument(
+        "--fast-path", help="the pools of the fast path (heal.yml writes it); without it, only ticks"
+    )
+    parser.add_argument("--module-utils", help="the project's plugins/module_utils (hapool.fastheal)")
+    parser.add_argument(
+        "--fast-retry",
+        type=float,
+        default=60.0,
+        help="seconds the fast path tries again while another run holds the pool lock",
+    )
     parser.add_argument("command", nargs="*", help="the heal tick to run (required without --once)")
     args = parser.parse_args(argv)
     if not args.once and not args.command:
         parser.error("the heal tick command is required (unless --once)")
+    if args.fast_path and not args.module_utils:
+        parser.error("--fast-path needs --module-utils (the project's plugins/module_utils)")
     return args
 
 

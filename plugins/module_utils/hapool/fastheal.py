@@ -1,0 +1,367 @@
+"""The heal watcher's fast path: the first half of heal.yml's replacement, run at once.
+
+When the watcher (``roles/heal_timer/files/heal_watch.py``) sees a server fail, it calls
+:func:`fast_heal` before it starts a heal run. For each pool whose launch template has a baked,
+current version, the fast path decides exactly as heal.yml does - the same observation
+(:func:`observe_heal`: ``show stat``, the provider's instances, the event history) and the same
+pure plan (:func:`~.healing.plan_heal`: grace period, circuit breaker, per-run caps, backoff,
+the pool's max) - and for each host to replace it:
+
+1. logs the replacement about to be launched (``replace_launch``: the link from the new host to
+   the failed one that the backoff and the next run read),
+2. launches the new host from the pool's current template (the provider, as ``pool_instance``
+   does: no provisioning), and
+3. adds it to the balancer through the runtime API, health-gated and checked like the
+   configuration's servers (the haproxy role's ``check_defaults`` combined with the pool's
+   ``check``, DOWN checks at ``fastinter``), as ``tasks/register_runtime.yml`` does.
+
+It stops there, under the pool lock (a run that holds it wins: the fast path does nothing).
+The heal run the watcher starts next finds the new host through the ``replace_launch`` event and
+*adopts* it, as it adopts the replacement of a run that was killed after its launch: it takes the
+failed host out, destroys it, re-renders the balancers with the hitless reload, waits for UP and
+logs the ``replace`` event. So the pool is whole again as soon as the new host passes its first
+checks, and everything after that is the ordinary heal run.
+
+Left to heal.yml: pools without a baked template (their hosts are provisioned by Ansible),
+``destroy_first`` replacements (the pool is at its max: the failed host must go first, which is a
+drain and a re-render) and cleans, servers without a host, unregistered hosts. A launch that
+fails is logged as ``replace_failed`` (the backoff counts it) and left to heal.yml.
+
+The watcher reads the pools from the fast-path file heal.yml (every acting playbook) writes
+after it validated them (:class:`FastConfig`, ``<state root>/heal/fastpath.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from .actions import REPLACE, REPLACE_FAILED, REPLACE_LAUNCH, SCALE_DRAIN
+from .baking import current_template
+from .errors import HapoolError, InvalidArgumentError
+from .events import (
+    EVENT_LOG_CORRUPT,
+    append_event,
+    corrupt_log_event,
+    make_event,
+    read_events_checked,
+)
+from .haproxy import RuntimeClient
+from .healing import HISTORY_ACTIONS, HealPlan, name_new_replacements, plan_heal
+from .lock import acquire, release
+from .providers import Instance, Provider, validate_pool
+from .providers.options import (
+    LAUNCH_ARGUMENT_SPEC,
+    PROVIDER_ARGUMENT_SPEC,
+    launch_spec,
+    pool_params,
+    provider_from_params,
+)
+from .server_change import WantedServer, execute_plan, plan_server_change
+from .sizing import leaving_hosts
+from .stats import StatRow
+
+#: The format of the fast-path file (:class:`FastConfig`).
+FAST_CONFIG_VERSION = 1
+#: Seconds the fast path's lease lasts (it names its process, so a killed watcher's lease is
+#: stale at once).
+FAST_LOCK_TTL = 120.0
+
+
+@dataclass(frozen=True)
+class FastConfig:
+    """What the fast path needs, as heal.yml wrote it: the balancer's stats socket, the state
+    root, the event log, the pool lock, the check options of servers added at runtime and the
+    validated entries of the pools with a launch template."""
+
+    socket: str
+    state_root: str
+    event_log: str
+    lock_file: str
+    check_defaults: Mapping[str, Any]
+    pools: tuple[Mapping[str, Any], ...]
+    timeout: float = 5.0
+    written: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "the fast-path file") -> FastConfig:
+        if not isinstance(data, Mapping):
+            raise InvalidArgumentError(f"{source}: not a JSON object")
+        if data.get("version") != FAST_CONFIG_VERSION:
+            raise InvalidArgumentError(
+                f"{source}: version {data.get('version')!r}, this code reads {FAST_CONFIG_VERSION}"
+            )
+        for key in ("socket", "state_root", "event_log", "lock_file"):
+            if not isinstance(data.get(key), str) or not data[key]:
+                raise InvalidArgumentError(f"{source}: {key} must be a non-empty string")
+        checks = data.get("check_defaults")
+        checks = {} if checks is None else checks
+        pools = data.get("pools")
+        if not isinstance(checks, Mapping):
+            raise InvalidArgumentError(f"{source}: check_defaults must be an object")
+        if not isinstance(pools, list) or not all(isinstance(p, Mapping) and p.get("name") for p in pools):
+            raise InvalidArgumentError(f"{source}: pools must be a list of pool entries with a name")
+        timeout = data.get("timeout", 5.0)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise InvalidArgumentError(f"{source}: timeout must be a positive number")
+        written = data.get("written")
+        return cls(
+            socket=data["socket"],
+            state_root=data["state_root"],
+            event_log=data["event_log"],
+            lock_file=data["lock_file"],
+            check_defaults=dict(checks),
+            pools=tuple(dict(p) for p in pools),
+            timeout=float(timeout),
+            written=float(written) if isinstance(written, (int, float)) else None,
+        )
+
+    @classmethod
+    def load(cls, path: str) -> FastConfig:
+        """Read the fast-path file; a missing, unreadable or malformed file is an
+        :class:`InvalidArgumentError` naming it."""
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise InvalidArgumentError(f"cannot read the fast-path file {path}: {exc}") from exc
+        return cls.from_dict(data, source=path)
+
+
+@dataclass
+class Observed:
+    """What :func:`observe_heal` saw of a pool and decided."""
+
+    plan: HealPlan
+    instances: list[Instance]
+    log_events: list[dict[str, Any]]  # event_log_corrupt, once per set of bad lines
+    warning: str | None = None
+
+
+def entry_params(entry: Mapping[str, Any], state_root: str | None, name: str | None = None) -> dict[str, Any]:
+    """The parameters ``pool_instance`` has when a task gives it only the pool's entry (its
+    provider and launch options come from the entry) and the state root."""
+    params: dict[str, Any] = dict.fromkeys((*PROVIDER_ARGUMENT_SPEC, *LAUNCH_ARGUMENT_SPEC))
+    params.update(pool=dict(entry), state_dir=state_root, name=name)
+    return pool_params(params)
+
+
+def provider_for(entry: Mapping[str, Any], state_root: str | None) -> Provider:
+    """The provider of a pool entry, as a module given the entry builds it (no task options)."""
+    return provider_from_params(entry_params(entry, state_root))
+
+
+def observe_heal(
+    entry: Mapping[str, Any],
+    client: RuntimeClient,
+    provider: Provider,
+    event_log: str | None,
+    now: float,
+) -> Observed:
+    """heal.yml's observation and decision for one pool (module ``heal_plan`` and the fast path):
+    the servers of ``show stat``, the provider's instances and the event history, then
+    :func:`plan_heal` with the replacements named."""
+    pool = validate_pool(str(entry.get("name") or ""))
+    rows: list[StatRow] = [row for row in client.show_stat(pool) if row.is_server]
+    history: list[dict[str, Any]] = []
+    log_events: list[dict[str, Any]] = []
+    warning = None
+    if event_log:
+        checked = read_events_checked(
+            event_log, pool=pool, actions=(*HISTORY_ACTIONS, SCALE_DRAIN, EVENT_LOG_CORRUPT)
+        )
+        history = checked.events
+        if checked.skipped:
+            warning = checked.warning(event_log)
+            corrupt = corrupt_log_event(checked, pool=pool, now=now, history=history)
+            log_events += [corrupt] if corrupt is not None else []
+    leaving = leaving_hosts(history)
+    replaced = [e for e in history if e.get("action") in HISTORY_ACTIONS]
+    instances = provider.list(pool)
+    plan = plan_heal(entry, rows, instances, replaced, now, leaving=leaving)
+    taken = provider.ledger.used(pool) | {i.name for i in instances}
+    plan = name_new_replacements(plan, taken, provider.rng)
+    return Observed(plan, instances, log_events, warning)
+
+
+def runtime_server_params(
+    entry: Mapping[str, Any], check_defaults: Mapping[str, Any], instance: Instance
+) -> dict[str, Any]:
+    """``haproxy_server``'s parameters for a host launched from a template, as
+    ``tasks/register_runtime.yml`` passes them: health-gated (it starts DOWN and takes traffic
+    after ``rise`` good checks), checked at ``fastinter`` until then."""
+    check = {**check_defaults, **(entry.get("check") or {})}
+
+    def text(key: str) -> str | None:
+        value = check.get(key)
+        return None if value in (None, "") else str(value)
+
+    return {
+        "backend": entry["name"],
+        "name": instance.name,
+        "address": instance.address,
+        "port": instance.port,
+        "state": "present",
+        "weight": entry.get("weight"),
+        "check": bool(check.get("enabled", True)),
+        "inter": text("inter"),
+        "fastinter": text("fastinter"),
+        "downinter": text("fastinter") or text("inter"),
+        "rise": check.get("rise"),
+        "fall": check.get("fall"),
+        "slowstart": text("slowstart"),
+    }
+
+
+@dataclass
+class FastReplacement:
+    """One host the fast path replaced (or tried to)."""
+
+    pool: str
+    name: str  # the failed host
+    replacement: str
+    reason: str
+    started: float
+    launched: float | None = None  # the launch returned
+    registered: float | None = None  # added to the balancer
+    template: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class FastResult:
+    """What :func:`fast_heal` did: ``locked`` names the holder when another run held the pool
+    lock (nothing done); ``skipped`` says why a pool was left to heal.yml."""
+
+    run: str
+    locked: str | None = None
+    replaced: list[FastReplacement] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fast_heal(
+    config: FastConfig,
+    *,
+    now: float | None = None,
+    by: str = "watcher",
+    clock: Any = time.time,
+) -> FastResult:
+    """Launch and register the replacements heal.yml would make for the pools with a baked
+    template, under the pool lock; the heal run that follows adopts them (module docstring)."""
+    run = f"fast-{secrets.token_hex(4)}"
+    result = FastResult(run=run)
+    owner = f"{by}-{run}"
+    lease = acquire(config.lock_file, owner, FAST_LOCK_TTL, clock(), holder_pid=os.getpid())
+    if not lease.acquired:
+        result.locked = lease.holder
+        return result
+    try:
+        client = RuntimeClient(config.socket, timeout=config.timeout)
+        for entry in config.pools:
+            pool = str(entry.get("name"))
+            try:
+                _fast_pool(entry, config, client, result, by=by, now=now, clock=clock)
+            except HapoolError as exc:
+                result.errors[pool] = str(exc)
+    finally:
+        release(config.lock_file, owner)
+    return result
+
+
+def _fast_pool(
+    entry: Mapping[str, Any],
+    config: FastConfig,
+    client: RuntimeClient,
+    result: FastResult,
+    *,
+    by: str,
+    now: float | None,
+    clock: Any,
+) -> None:
+    pool = str(entry.get("name"))
+    template = current_template(entry, config.state_root)
+    if template is None:
+        result.skipped[pool] = "no baked template version (heal.yml launches and provisions)"
+        return
+    with provider_for(entry, config.state_root) as provider:
+        observed = observe_heal(entry, client, provider, config.event_log, clock() if now is None else now)
+        todo = [
+            d
+            for d in observed.plan.decisions
+            if d.action == REPLACE and not d.adopt and not d.destroy_first and d.replacement
+        ]
+        left = [d.name for d in observed.plan.decisions if d.action == REPLACE and d not in todo]
+        if left:
+            result.skipped[pool] = f"left to heal.yml: {', '.join(sorted(left))} (adopt or destroy first)"
+        for decision in todo:
+            assert decision.replacement is not None
+            started = clock()
+            item = FastReplacement(pool, decision.name, decision.replacement, decision.reason, started)
+            result.replaced.append(item)
+            append_event(
+                config.event_log,
+                make_event(
+                    time=started,
+                    pool=pool,
+                    action=REPLACE_LAUNCH,
+                    instance=decision.name,
+                    reason=decision.reason,
+                    replacement=decision.replacement,
+                    age=None if decision.age is None else round(decision.age, 3),
+                    run=result.run,
+                    by=by,
+                ),
+            )
+            spec = launch_spec(entry_params(entry, config.state_root, decision.replacement))
+            try:
+                instance = provider.launch(pool, replace(spec, template=template))
+            except HapoolError as exc:
+                item.error = f"launch failed: {exc}"
+                append_event(
+                    config.event_log,
+                    make_event(
+                        time=clock(),
+                        pool=pool,
+                        action=REPLACE_FAILED,
+                        instance=decision.name,
+                        reason=str(exc),
+                        started=round(started, 3),
+                        run=result.run,
+                        by=by,
+                    ),
+                )
+                continue
+            item.launched = clock()
+            item.template = template.version
+            wanted = WantedServer.from_params(runtime_server_params(entry, config.check_defaults, instance))
+            try:
+                before = client.get_server(pool, instance.name)
+                execute_plan(client, plan_server_change(before, wanted))
+            except HapoolError as exc:
+                # heal.yml adopts the host all the same: its re-render registers it.
+                item.error = f"launched, not registered at runtime: {exc}"
+                continue
+            item.registered = clock()
+
+
+__all__ = [
+    "FAST_CONFIG_VERSION",
+    "FastConfig",
+    "FastReplacement",
+    "FastResult",
+    "Observed",
+    "entry_params",
+    "fast_heal",
+    "observe_heal",
+    "provider_for",
+    "runtime_server_params",
+]
