@@ -26,9 +26,11 @@ once, under the pool lock; the tick's heal run then adopts them. While another r
 lock, it tries again at each poll (for ``--fast-retry`` seconds). Its errors are logged, never
 fatal: the tick runs all the same.
 
-``--once`` polls once, runs ``--ensure`` when the socket does not answer, and exits (0: the
-balancer answers or was started again; 1: it is down): the timer's tick runs it before its
-playbook, so a 10 s timer brings a dead balancer back within a tick. No command is needed then.
+``--once`` polls once, runs ``--ensure`` when the socket does not answer and, with
+``--fast-path``, the fast path once when a server is DOWN or failing its checks, and exits (0:
+the balancer answers or was started again; 1: it is down): the timer's tick runs it before its
+playbook, so a 10 s timer brings a dead balancer back within a tick and replaces a template
+host before its playbook starts. No command is needed then.
 """
 
 from __future__ import annotations
@@ -85,6 +87,12 @@ def failing(previous: str | None, current: str) -> bool:
     if current == "DOWN" or (current.startswith("DOWN") and "/" not in current):
         return not previous.startswith("DOWN")
     return was_up and previous == "UP" and current.startswith("UP ")  # first failed check
+
+
+def unhealthy(status: str) -> bool:
+    """A server the fast path should look at: DOWN, or failing checks (``UP 1/3``); a host that
+    died before its first failed check is the provider's to tell (the fast path asks it)."""
+    return status.startswith("DOWN") or (status.startswith("UP ") and "/" in status)
 
 
 def make_event(
@@ -354,10 +362,10 @@ class Watcher:
             self.say(f"fast path done in {took:.2f} s (run {result.run})")
 
     def once(self) -> int:
-        """One poll; the supervise script when the socket does not answer. 0: the balancer
-        answers (or was started again), 1: it is down."""
+        """One poll; the supervise script when the socket does not answer, the fast path when a
+        server is not healthy. 0: the balancer answers (or was started again), 1: it is down."""
         try:
-            show_stat(self.args.socket, self.args.timeout)
+            current = show_stat(self.args.socket, self.args.timeout)
         except (OSError, ValueError) as exc:
             self.down_since = time.monotonic()
             if not self.ensure:
@@ -365,6 +373,9 @@ class Watcher:
                 return 1
             self.supervise(str(exc))
             return 1 if self.ensure_failed else 0
+        if self.args.fast_path and any(unhealthy(status) for status in current.values()):
+            self.fast_since = time.monotonic() - self.args.fast_retry  # once: no retry when locked
+            self.fast()
         return 0
 
     def run(self) -> None:
