@@ -69,10 +69,13 @@ def median(values: Iterable[float | int | None]) -> float | None:
 
 
 def summary(values: Sequence[float | int | None]) -> dict[str, Any]:
-    """Median, min, max and every value (None: a repetition that did not produce the figure)."""
+    """Median, 90th percentile (5 values or more), min, max and every value (None: a repetition
+    that did not produce the figure)."""
     vals = [float(v) for v in values if v is not None]
     return {
         "median": statistics.median(vals) if vals else None,
+        # the 90th percentile (inclusive method: within the range) from 5 values up
+        "p90": statistics.quantiles(vals, n=10, method="inclusive")[8] if len(vals) >= 5 else None,
         "min": min(vals) if vals else None,
         "max": max(vals) if vals else None,
         "n": len(vals),
