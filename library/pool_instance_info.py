@@ -115,6 +115,9 @@ template:
       (null otherwise) - C(current), the version new hosts launch from (null before the first
       good bake), and C(behind), the instances (sorted) that do not run it (launched from an older
       version, or bare). Each instance's own version is its C(extra.template).
+    - "An index that cannot be read (corrupt, unreadable) does not fail the module, whose
+      instances a status page still needs - C(template) is then C(current) null, C(behind) empty
+      and C(error) what is wrong, naming the file; the module warns."
   returned: always
   type: dict
   sample: {"current": "3f9a2c0b1d4e", "behind": ["web-1a2b3c"]}
@@ -123,6 +126,7 @@ template:
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.hapool.errors import TemplateError
 from ansible.module_utils.hapool.module import run_module
 from ansible.module_utils.hapool.providers import validate_pool
 from ansible.module_utils.hapool.providers.options import (
@@ -135,11 +139,17 @@ from ansible.module_utils.hapool.templates import hosts_behind, index_path, read
 
 
 def template_view(entry: Any, pool: str | None, state_root: str, instances: list[dict[str, Any]]) -> Any:
-    """The pool's current template version and the instances behind it (None without a template)."""
+    """The pool's current template version and the instances behind it (None without a template).
+
+    An index that cannot be read is no reason to hide the instances (a status page prints them):
+    the view is then ``{"current": None, "behind": [], "error": <what is wrong, naming the file>}``."""
     settings = entry.get("template") if isinstance(entry, dict) else None
     if pool is None or not isinstance(settings, dict) or settings.get("enabled") is not True:
         return None
-    index = read_index(index_path(state_root, pool), pool)
+    try:
+        index = read_index(index_path(state_root, pool), pool)
+    except TemplateError as exc:
+        return {"current": None, "behind": [], "error": str(exc)}
     versions = {i["name"]: (i.get("extra") or {}).get("template") for i in instances}
     return {"current": index.current, "behind": hosts_behind(index, versions)}
 
@@ -150,12 +160,15 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     with provider_from_params(p) as provider:
         instances = [i.to_dict() for i in provider.list(pool)]
     state_root = p.get("state_dir") or str(default_state_root())
+    template = template_view(module.params["pool"], pool, state_root, instances)
+    if template is not None and template.get("error"):
+        module.warn(f"pool {pool}: launch template unknown: {template['error']}")
     return {
         "changed": False,
         "instances": instances,
         "count": len(instances),
         "alive": sum(1 for i in instances if i["alive"]),
-        "template": template_view(module.params["pool"], pool, state_root, instances),
+        "template": template,
     }
 
 

@@ -26,7 +26,9 @@ description:
     no pool sees it), checks its health and its page (no placeholder left), destroys it, and
     records the version as current; O(state=failed) records a bake whose role failed."
   - "Idempotent: the same inputs give the same version, which is reused (RV(action=reuse),
-    C(changed=false)) and never rebuilt. A bake that fails (the role, the commit, the check)
+    C(changed=false)) and never rebuilt - unless its artefact was deleted (C(docker image rm), the
+    template tree removed): then it is baked again (RV(action=bake), RV(reason) says so), as a
+    launch from it would fail. A bake that fails (the role, the commit, the check)
     is recorded in the index as not usable with its reason, its build host and artefact are
     removed, the pool's current version does not change, and the module fails saying why."
   - "After a good bake, the versions nobody needs are garbage-collected: the current one and
@@ -56,8 +58,13 @@ options:
     default: present
   variables:
     description:
-      - The resolved C(nginx_web_*) variables of the pool's template (JSON-safe values), with
-        O(state=present). Per-host values are not among them (the build host's own).
+      - The resolved C(nginx_web_*) variables the controller sees (JSON-safe values), with
+        O(state=present). The module drops the ones the bake sets itself on the provider's build
+        host (both providers - C(nginx_web_hostname), C(nginx_web_json_extra),
+        C(nginx_web_listen_address), C(nginx_web_port); V(local) also the paths under the host's
+        directory and C(nginx_web_user)), adds the pool's C(template.variables) and the per-host
+        placeholders; the result (RV(variables)) is hashed and is what the build host gets.
+        M(pool_template_info) computes the version from the same inputs.
     type: dict
     default: {}
   role_dir:
@@ -97,8 +104,12 @@ options:
       - The event log (JSON lines) that gets a C(bake) or C(bake_failed) event; none when unset.
     type: path
 notes:
-  - Supports check mode (O(state=present) plans only; the other states change nothing and say
-    what they would do). Has no diff.
+  - Supports check mode (O(state=present) plans only, C(changed) true when it would bake; the
+    other states change nothing and say what they would do). Has no diff.
+  - "A build host and a validation's throw-away hosts belong to the C(ansible-playbook) run that
+    made them; O(state=present) and O(state=absent) first remove what interrupted bakes of the
+    pool left (build directories and containers, scratch hosts, index temporary files) whose run
+    is gone, never what a live run owns."
   - Runs on the controller, where the provider's engine is (the docker SDK for V(docker)).
 seealso:
   - module: pool_template_info
@@ -143,6 +154,16 @@ action:
   description: V(reuse) (the version is baked and usable) or V(bake); with O(state=baked), V(baked).
   returned: always
   type: str
+reason:
+  description: Why the version is baked (O(state=present)) - first bake, template changed, its last
+    bake failed, its artefact is missing; empty with V(reuse).
+  returned: with O(state=present)
+  type: str
+  sample: the artefact hapool/web:3f9a2c0b1d4e of version 3f9a2c0b1d4e is missing
+variables:
+  description: The template's variables (O(state=present)), as hashed and as the build host gets them.
+  returned: with O(state=present)
+  type: dict
 current:
   description: The version new hosts launch from after this call (null before the first good bake).
   returned: always
@@ -195,7 +216,7 @@ from ansible.module_utils.hapool.providers.options import (
     provider_settings,
 )
 from ansible.module_utils.hapool.providers.state import default_state_root
-from ansible.module_utils.hapool.templates import TemplateVersion, index_path, read_index, template_files
+from ansible.module_utils.hapool.templates import TemplateVersion, index_path, read_index
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "pool": {"type": "dict", "required": True},
@@ -243,26 +264,28 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         if params["state"] == "present":
             if not params["role_dir"]:
                 raise InvalidArgumentError("role_dir is required with state=present")
-            files = template_files(params["role_dir"], params["files"] or [])
-            bake = baking.plan(
-                provider,
-                spec,
-                pool=pool,
-                state_root=state_root,
+            inputs = baking.template_inputs(
+                entry,
+                provider.name,
+                base=provider.template_base(spec),
                 variables=params["variables"] or {},
-                files=files,
+                role_dir=params["role_dir"],
+                extra=params["files"] or [],
             )
+            bake = baking.plan(provider, inputs, state_root=state_root)
             result: dict[str, Any] = {
-                "changed": False,
+                "changed": bake.action == "bake",  # in check mode: what the run would do
                 "version": bake.version,
                 "action": bake.action,
+                "reason": bake.reason,
                 "current": bake.current,
                 "artifact": bake.artifact,
+                "variables": dict(inputs.variables),
             }
             if bake.action == "bake" and not module.check_mode:
                 build = baking.prepare_build(provider, spec, bake, state_root)
                 build["started"] = time.time()
-                result.update(changed=True, build=build)
+                result.update(build=build)
             return result
 
         if params["state"] == "absent":
@@ -391,7 +414,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             pool=pool,
             action="bake",
             duration=duration,
-            reason="template changed",
+            reason=str(build.get("reason") or "template changed"),
             version=version,
             artifact=artifact,
             checked=checked,

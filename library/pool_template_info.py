@@ -12,7 +12,9 @@ short_description: The launch template of a hapool pool - its version, its bakes
 description:
   - "A pool's I(launch template) is everything that makes one of its hosts: the provider's base
     image (O(base)), the resolved C(nginx_web_*) variables of the pool (O(variables)), the
-    content of the nginx_web role's files (O(role_dir)) and extra files (O(files)). Its
+    content of the nginx_web role's files (O(role_dir)), extra files (O(files)) and the bake code
+    (C(extra/baking.py)). The inputs are the ones M(pool_template) hashes (one function,
+    C(hapool.baking.template_inputs)), so both give the same version for the same pool. Its
     I(version) (RV(version), 12 hex digits) is a content hash of those inputs: the same inputs give
     the same version on any controller, any change to one of them gives a new one."
   - Reads the pool's index of baked versions (C(<state_dir>/templates/<pool>/index.json)) and
@@ -41,8 +43,11 @@ options:
     required: true
   variables:
     description:
-      - The resolved C(nginx_web_*) variables of the pool (JSON-safe values), as the hosts of the
-        pool would get them; per-host values belong in placeholders, not here.
+      - The resolved C(nginx_web_*) variables the controller sees (JSON-safe values), as given to
+        M(pool_template). The ones the bake sets itself on the provider's build host are dropped
+        (C(nginx_web_hostname), C(nginx_web_json_extra), the listen address and port; for V(local)
+        also the paths under the host's directory and C(nginx_web_user)), the pool's
+        C(template.variables) and the per-host placeholders are added.
       - Their order does not matter.
     type: dict
     default: {}
@@ -62,12 +67,13 @@ options:
     default: []
   base:
     description:
-      - The provider's base image, by id - whatever identifies it exactly, as the playbook
-        passes it. For V(docker) the base image's id (C(sha256:...)), for V(local) an identifier
-        of the nginx the hosts run (for example the first line of C(nginx -v)).
-      - Must not be empty.
+      - The provider's base image, by id. Omitted (the usual way), the provider is asked as
+        M(pool_template) asks it - for V(docker) the pool's image's id (C(sha256:...)), for
+        V(local) the nginx binary's path and sha256 - and the pool's RV(action) also checks the
+        artefact of a usable version is still there (a deleted one is V(bake)).
+      - Given, the version is computed without the provider (no engine needed) and the artefact
+        is not checked. Must not be empty.
     type: str
-    required: true
   state_dir:
     description:
       - hapool's state root (as M(pool_instance)'s C(state_dir)); the pool's index of baked
@@ -94,11 +100,6 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: The docker base image's id
-  ansible.builtin.command: docker image inspect --format json hapool/base:bookworm
-  register: _base
-  changed_when: false
-
 - name: The hosts of pool web (without a template version they count as bare)
   pool_instance_info:
     pool: web
@@ -109,14 +110,11 @@ EXAMPLES = r"""
 - name: The launch template of pool web
   pool_template_info:
     pool: "{{ hapool_pools | selectattr('name', 'eq', 'web') | first }}"
-    # the nginx_web_* variables as a host of the pool resolves them
+    # the nginx_web_* variables the controller sees, as playbooks/tasks/bake_start.yml passes them
     variables: >-
-      {{ hostvars[groups['web'][0]] | dict2items
-         | selectattr('key', 'match', 'nginx_web_') | items2dict }}
+      {{ dict(query('ansible.builtin.varnames', '^nginx_web_')
+              | zip(query('ansible.builtin.vars', *query('ansible.builtin.varnames', '^nginx_web_')))) }}
     role_dir: "{{ playbook_dir }}/../roles/nginx_web"
-    files:
-      - "{{ playbook_dir }}/../scripts/hapool-start"
-    base: "{{ (_base.stdout | from_json)[0].Id }}"
     state_dir: "{{ hapool_state_root }}"
     instances: "{{ _hosts.instances }}"
   register: _template
@@ -144,11 +142,17 @@ current:
   sample: 1b2c3d4e5f60
 action:
   description:
-    - V(reuse) when RV(version) is recorded usable in the index (baked and validated), V(bake)
-      otherwise (never baked, or its last bake failed).
+    - V(reuse) when RV(version) is recorded usable in the index (baked and validated) and its
+      artefact is there, V(bake) otherwise (never baked, its last bake failed, its artefact is
+      missing - checked only when O(base) is omitted).
   returned: always
   type: str
   sample: bake
+reason:
+  description: Why RV(version) must be baked (first bake, template changed, its last bake failed,
+    its artefact is missing), when O(base) is omitted; empty otherwise.
+  returned: always
+  type: str
 artifact:
   description:
     - The artefact of RV(version) (a docker image reference or a directory) when RV(action=reuse),
@@ -218,19 +222,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.hapool import baking
 from ansible.module_utils.hapool.errors import InvalidArgumentError
 from ansible.module_utils.hapool.module import run_module
 from ansible.module_utils.hapool.pools import validate_pool
-from ansible.module_utils.hapool.providers.options import pool_params
+from ansible.module_utils.hapool.providers.options import launch_spec, pool_params, provider_from_params
 from ansible.module_utils.hapool.providers.state import default_state_root
 from ansible.module_utils.hapool.templates import (
     VERSION_RE,
-    TemplateInputs,
     hosts_behind,
     index_path,
     plan_bake,
     read_index,
-    template_files,
     template_version,
 )
 
@@ -239,7 +242,7 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "variables": {"type": "dict", "default": {}},
     "role_dir": {"type": "path", "required": True},
     "files": {"type": "list", "elements": "path", "default": []},
-    "base": {"type": "str", "required": True},
+    "base": {"type": "str"},
     "state_dir": {"type": "path"},
     "instances": {"type": "list", "elements": "dict", "default": []},
 }
@@ -273,32 +276,57 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         raise InvalidArgumentError(
             f"pool {entry['name']} has no provider: a static pool (its servers listed) has no launch template"
         )
-    pool = pool_params({"pool": entry})
+    if entry["provider"] not in baking.BAKE_PROVIDERS:
+        raise InvalidArgumentError(
+            f"pool {entry['name']}: only pools of the {' and '.join(baking.BAKE_PROVIDERS)} providers have a "
+            f"launch template (provider {entry['provider']!r})"
+        )
+    state_root = params["state_dir"] or str(default_state_root())
+    pool = pool_params({"pool": entry, "state_dir": state_root})
     base = params["base"]
-    if not base or not base.strip():
+    if base is not None and not base.strip():
         raise InvalidArgumentError(f"pool {pool['pool']}: base (the provider's base image id) is empty")
     hosts = host_versions(params["instances"] or [])
-    files = template_files(params["role_dir"], params["files"] or [])
-    variables = params["variables"] or {}
-    version = template_version(TemplateInputs(pool["pool"], pool["provider"], base, variables, files))
 
-    state_root = params["state_dir"] or str(default_state_root())
-    index = read_index(index_path(state_root, pool["pool"]), pool["pool"])
-    action = plan_bake(index, version)
-    record = index.get(version)
+    def inputs(base: str) -> Any:
+        # The one definition pool_template hashes too (role files, bake code, variables).
+        return baking.template_inputs(
+            entry,
+            pool["provider"],
+            base=base,
+            variables=params["variables"] or {},
+            role_dir=params["role_dir"],
+            extra=params["files"] or [],
+        )
+
+    if base is None:  # the provider's, as pool_template asks it; the artefact checked too
+        with provider_from_params(pool) as provider:
+            made = inputs(provider.template_base(launch_spec(pool)))
+            bake = baking.plan(provider, made, state_root=state_root)
+        version, action, artifact, reason = bake.version, bake.action, bake.artifact, bake.reason
+        index = read_index(index_path(state_root, pool["pool"]), pool["pool"])
+    else:
+        made = inputs(base)
+        version = template_version(made)
+        index = read_index(index_path(state_root, pool["pool"]), pool["pool"])
+        action = plan_bake(index, version)
+        record = index.get(version)
+        artifact = record.artifact if action == "reuse" and record is not None else None
+        reason = ""
     return {
         "changed": False,
         "version": version,
         "current": index.current,
         "action": action,
-        "artifact": record.artifact if action == "reuse" and record is not None else None,
+        "reason": reason,
+        "artifact": artifact,
         "versions": [r.to_dict() for r in index.versions],
         "behind": hosts_behind(index, hosts),
         "inputs": {
             "provider": pool["provider"],
-            "base": base,
-            "variables": len(variables),
-            "files": len(files),
+            "base": made.base,
+            "variables": len(made.variables),
+            "files": len(made.files),
         },
     }
 

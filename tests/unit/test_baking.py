@@ -8,10 +8,12 @@ trees are built in ``tmp_path``; time is a number passed in.
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import threading
@@ -21,24 +23,38 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible.module_utils.hapool import baking
 from ansible.module_utils.hapool.baking import (
+    BAKE_CODE_KEY,
     RENDERED,
     START_SCRIPT,
     START_SCRIPT_PATH,
     BakePlan,
     artifact_name,
+    bake_code_digest,
     check_served,
     current_template,
     finish_build,
+    owner,
     plan,
     prepare_build,
     publish,
     record,
+    remove_all,
     remove_artifact,
+    sweep,
+    template_inputs,
+    template_variables,
     templates_dir,
 )
 from ansible.module_utils.hapool.errors import InvalidNameError, TemplateError
-from ansible.module_utils.hapool.providers import Instance, LaunchSpec, LaunchTemplate, Provider
+from ansible.module_utils.hapool.providers import (
+    Instance,
+    LaunchSpec,
+    LaunchTemplate,
+    LocalProvider,
+    Provider,
+)
 from ansible.module_utils.hapool.templates import (
     ADDRESS,
     HOST,
@@ -92,6 +108,9 @@ class FakeProvider(Provider):
         self.calls.append(("remove_image", (reference,), {}))
         return bool(getattr(self, "image_removable", True))
 
+    def artifact_exists(self, artifact: str) -> bool:
+        return artifact not in getattr(self, "missing", ())
+
 
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,6 +154,10 @@ def test_artifact_name_refuses_other_providers_and_bad_local_pools(tmp_path: Pat
 # --- plan -------------------------------------------------------------------------------------------
 
 
+def inputs(variables: dict[str, Any], files: dict[str, str], pool: str = "web") -> TemplateInputs:
+    return TemplateInputs(pool, "local", BASE, variables, files)
+
+
 def test_plan_bakes_a_new_version_and_reuses_a_usable_one(tmp_path: Path) -> None:
     provider = FakeProvider(tmp_path / "local")
     variables = {"nginx_web_hostname": HOST, "nginx_web_workers": 2}
@@ -142,8 +165,8 @@ def test_plan_bakes_a_new_version_and_reuses_a_usable_one(tmp_path: Path) -> Non
     state = str(tmp_path / "state")
     expected = template_version(TemplateInputs("web", "local", BASE, variables, files))
 
-    first = plan(provider, LaunchSpec(), pool="web", state_root=state, variables=variables, files=files)
-    assert first == BakePlan("web", "local", expected, BASE, "bake", None, None)
+    first = plan(provider, inputs(variables, files), state_root=state)
+    assert first == BakePlan("web", "local", expected, BASE, "bake", None, None, "first bake", variables)
     assert not Path(index_path(state, "web")).exists()  # plan writes nothing
 
     path = index_path(state, "web")
@@ -151,12 +174,12 @@ def test_plan_bakes_a_new_version_and_reuses_a_usable_one(tmp_path: Path) -> Non
     index = record_bake(read_index(path, "web"), V1, "/old", 1.0, usable=True)
     index = record_bake(index, expected, "/artefact", 2.0, usable=True)
     write_index(path, index)
-    again = plan(provider, LaunchSpec(), pool="web", state_root=state, variables=variables, files=files)
-    assert again == BakePlan("web", "local", expected, BASE, "reuse", expected, "/artefact")
+    again = plan(provider, inputs(variables, files), state_root=state)
+    assert again == BakePlan("web", "local", expected, BASE, "reuse", expected, "/artefact", "", variables)
 
-    other = plan(provider, LaunchSpec(), pool="web", state_root=state, variables={}, files=files)
+    other = plan(provider, inputs({}, files), state_root=state)
     assert other.version != expected and other.action == "bake" and other.artifact is None
-    assert other.current == expected
+    assert other.current == expected and other.reason == "template changed"
 
 
 def test_plan_bakes_again_after_a_failed_bake(tmp_path: Path) -> None:
@@ -166,15 +189,116 @@ def test_plan_bakes_again_after_a_failed_bake(tmp_path: Path) -> None:
     path = index_path(state, "web")
     os.makedirs(os.path.dirname(path))
     write_index(path, record_bake(read_index(path, "web"), version, "/x", 1.0, usable=False, reason="boom"))
-    result = plan(provider, LaunchSpec(), pool="web", state_root=state, variables={}, files={})
+    result = plan(provider, inputs({}, {}), state_root=state)
     assert (result.version, result.action, result.artifact, result.current) == (version, "bake", None, None)
+    assert result.reason == "its last bake failed: boom"
+
+
+def test_plan_bakes_again_a_current_version_whose_artefact_is_gone(tmp_path: Path) -> None:
+    """A usable, current version whose artefact was deleted (docker image rm, rm -rf of the tree)
+    is baked again, saying why: reusing it would make every launch fail."""
+    state = str(tmp_path / "state")
+    version = template_version(TemplateInputs("web", "local", BASE, {}, {}))
+    path = index_path(state, "web")
+    os.makedirs(os.path.dirname(path))
+    write_index(
+        path, record_bake(read_index(path, "web"), version, f"hapool/web:{version}", 1.0, usable=True)
+    )
+    there = plan(FakeProvider(tmp_path, "docker"), inputs({}, {}), state_root=state)
+    assert (there.action, there.artifact) == ("reuse", f"hapool/web:{version}")
+    gone = plan(
+        FakeProvider(tmp_path, "docker", missing={f"hapool/web:{version}"}), inputs({}, {}), state_root=state
+    )
+    assert (gone.action, gone.artifact, gone.current) == ("bake", None, version)
+    assert gone.reason == f"the artefact hapool/web:{version} of version {version} is missing"
+    assert read_index(path, "web").current == version  # plan writes nothing
+
+
+def test_plan_with_a_real_local_provider_sees_a_deleted_template_tree(tmp_path: Path) -> None:
+    provider = LocalProvider(tmp_path / "local")
+    state = str(tmp_path / "state")
+    made = TemplateInputs("web", "local", BASE, {}, {})
+    version = template_version(made)
+    tree = Path(artifact_name("local", state, "web", version))
+    write(tree / "conf" / "nginx.conf", "events {}\n")
+    path = index_path(state, "web")
+    write_index(path, record_bake(read_index(path, "web"), version, str(tree), 1.0, usable=True))
+    assert plan(provider, made, state_root=state).action == "reuse"
+    (tree / "conf" / "nginx.conf").unlink()  # a tree without its configuration is no artefact
+    assert plan(provider, made, state_root=state).action == "bake"
+    shutil.rmtree(tree)
+    missing = plan(provider, made, state_root=state)
+    assert missing.action == "bake" and "is missing" in missing.reason
 
 
 def test_plan_names_a_corrupt_index(tmp_path: Path) -> None:
     state = tmp_path / "state"
     write(Path(index_path(state, "web")), "{not json")
     with pytest.raises(TemplateError, match="is not JSON"):
-        plan(FakeProvider(tmp_path), LaunchSpec(), pool="web", state_root=str(state), variables={}, files={})
+        plan(FakeProvider(tmp_path), inputs({}, {}), state_root=str(state))
+
+
+# --- the template's inputs ------------------------------------------------------------------------
+
+SEEN = {
+    "nginx_web_index_content": "Hello @@HAPOOL_HOST@@!\n",
+    "nginx_web_worker_processes": "1",
+    "nginx_web_prefix": "/state/web/localhost",
+    "nginx_web_root": "/state/web/localhost/html",
+    "nginx_web_user": "root",
+    "nginx_web_port": 8080,
+    "nginx_web_listen_address": "127.0.0.1",
+    "nginx_web_hostname": "localhost",
+    "nginx_web_json_extra": {"pools": ["web", "api"]},
+}
+
+
+def test_template_variables_drop_what_the_build_host_sets_per_provider() -> None:
+    entry = {"name": "web", "template": {"variables": {"nginx_web_keepalive_timeout": 5}}}
+    forced = {"nginx_web_hostname": HOST, "nginx_web_json_extra": {"pools": ["web"]}}
+    common = {"nginx_web_index_content": "Hello @@HAPOOL_HOST@@!\n", "nginx_web_worker_processes": "1"}
+    local = template_variables(entry, "local", SEEN)
+    assert local == {**common, "nginx_web_keepalive_timeout": 5, **forced}
+    docker = template_variables(entry, "docker", SEEN)
+    # a docker build container takes the paths and the user: they are part of its template
+    assert docker == {
+        **common,
+        "nginx_web_prefix": "/state/web/localhost",
+        "nginx_web_root": "/state/web/localhost/html",
+        "nginx_web_user": "root",
+        "nginx_web_keepalive_timeout": 5,
+        **forced,
+    }
+    with pytest.raises(TemplateError, match="the vagrant provider does not launch from baked templates"):
+        template_variables(entry, "vagrant", SEEN)
+
+
+def test_a_docker_pools_root_and_user_change_its_version_a_local_pools_do_not(tmp_path: Path) -> None:
+    role = write(tmp_path / "role" / "tasks" / "main.yml", "- ansible.builtin.meta: noop\n").parents[1]
+    entry = {"name": "web"}
+
+    def version(provider: str, **changed: Any) -> str:
+        made = template_inputs(entry, provider, base=BASE, variables={**SEEN, **changed}, role_dir=str(role))
+        return template_version(made)
+
+    for key, value in (("nginx_web_root", "/srv/www"), ("nginx_web_user", "nginx")):
+        assert version("docker", **{key: value}) != version("docker"), key
+        assert version("local", **{key: value}) == version("local"), key
+    for key, value in (("nginx_web_port", 81), ("nginx_web_hostname", "other")):
+        assert version("docker", **{key: value}) == version("docker"), key
+
+
+def test_template_inputs_hash_the_bake_code_and_refuse_an_extra_file_hiding_it(tmp_path: Path) -> None:
+    role = write(tmp_path / "role" / "tasks" / "main.yml", "- ansible.builtin.meta: noop\n").parents[1]
+    made = template_inputs({"name": "web"}, "local", base=BASE, variables={}, role_dir=str(role))
+    source = Path(baking.__file__).read_bytes()
+    assert made.files[BAKE_CODE_KEY] == hashlib.sha256(source).hexdigest() == bake_code_digest()
+    assert made.files["role/tasks/main.yml"]
+    hiding = write(tmp_path / "baking.py", "# not the bake code\n")
+    with pytest.raises(TemplateError, match="would hide the bake code"):
+        template_inputs(
+            {"name": "web"}, "local", base=BASE, variables={}, role_dir=str(role), extra=[str(hiding)]
+        )
 
 
 # --- the local build host ---------------------------------------------------------------------------
@@ -184,10 +308,17 @@ def bake_plan(provider: str = "local", version: str = V1) -> BakePlan:
     return BakePlan("web", provider, version, BASE, "bake", None, None)
 
 
+def build_dir(state: str | Path, version: str = V1) -> Path:
+    """The build directory this process owns (no ansible-playbook above the test run)."""
+    pid, start = owner()
+    assert pid == os.getpid()
+    return Path(state) / "templates" / "web" / f"build-{version}-{pid}-{start}"
+
+
 def test_prepare_build_local_makes_the_layout_a_free_port_and_the_host_vars(tmp_path: Path) -> None:
     state = str(tmp_path / "state")
     build = prepare_build(FakeProvider(tmp_path / "local"), LaunchSpec(), bake_plan(), state)
-    directory = tmp_path / "state" / "templates" / "web" / f"build-{V1}-{os.getpid()}"
+    directory = build_dir(state)
     assert build["dir"] == str(directory)
     assert {k: build[k] for k in ("provider", "pool", "version", "address")} == {
         "provider": "local",
@@ -217,7 +348,7 @@ def test_prepare_build_local_makes_the_layout_a_free_port_and_the_host_vars(tmp_
 
 def test_prepare_build_local_replaces_a_leftover_and_passes_the_user(tmp_path: Path) -> None:
     state = str(tmp_path / "state")
-    directory = tmp_path / "state" / "templates" / "web" / f"build-{V1}-{os.getpid()}"
+    directory = build_dir(state)
     write(directory / "conf" / "nginx.conf", "stale\n")
     write(directory / "html" / "old" / "page.html", "stale\n")
     build = prepare_build(FakeProvider(tmp_path / "local", user="www-data"), LaunchSpec(), bake_plan(), state)
@@ -352,6 +483,7 @@ def test_finish_build_docker_commits_the_start_script_and_removes_the_build_cont
     script, mode = commit[2]["files"][START_SCRIPT_PATH]
     assert mode == 0o755 and "for dir in /etc/nginx /srv/www; do" in script
     assert commit[2]["changes"] == [
+        "ENTRYPOINT []",  # a base image's entry point must not wrap the start script
         f'CMD ["{START_SCRIPT_PATH}"]',
         f"LABEL io.hapool.managed=true io.hapool.template={V1} io.hapool.template.pool=web",
     ]
@@ -666,3 +798,72 @@ def test_check_served_fails_a_page_answering_500_and_a_closed_port(serve: Any) -
         closed = sock.getsockname()[1]
     with pytest.raises(TemplateError, match=r"does not pass its health check: /health: .*(refused|Errno)"):
         check_served("127.0.0.1", closed, "web-3f9a2c", "/health", timeout=0.3)
+
+
+# --- junk of interrupted bakes ----------------------------------------------------------------------
+
+
+def junk(state: Path) -> dict[str, Path]:
+    """What interrupted bakes leave in the pool's templates directory, and what a live bake owns."""
+    tdir = state / "templates" / "web"
+    gone = dead_pid()
+    pid, start = owner()
+    made = {
+        "dead build": write(tdir / f"build-{V1}-{gone}-77" / "conf" / "nginx.conf", "x\n").parents[1],
+        "old-style dead build": write(tdir / f"build-{V2}-{gone}" / "html" / "index.html", "x\n").parents[1],
+        "reused pid": write(tdir / f"build-{V4}-{pid}-1" / "conf" / "nginx.conf", "x\n").parents[1],
+        "dead check": write(tdir / f".check-{gone}-77-abcd1234" / "x", "x\n").parent,
+        "old-style check": write(tdir / ".check-abcd1234" / "x", "x\n").parent,
+        "index temp": write(tdir / ".index.json.k2j3h4", "{"),
+        "unrecorded version": write(tdir / V2 / "conf" / "nginx.conf", "x\n").parents[1],
+        "live build": write(build_dir(state, V3) / "conf" / "nginx.conf", "x\n").parents[1],
+        "live check": write(tdir / f".check-{pid}-{start}-efgh5678" / "x", "x\n").parent,
+        "current version": write(tdir / V1 / "conf" / "nginx.conf", "x\n").parents[1],
+    }
+    path = index_path(state, "web")
+    write_index(path, record_bake(read_index(path, "web"), V1, str(tdir / V1), 1.0, usable=True))
+    return made
+
+
+LIVE = ("live build", "live check", "current version")
+
+
+def test_sweep_removes_what_dead_bakes_left_and_keeps_a_live_bakes_files(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    made = junk(state)
+    swept = sweep(FakeProvider(tmp_path / "local"), str(state), "web")
+    assert {name for name, path in made.items() if not path.exists()} == set(made) - set(LIVE)
+    assert sorted(swept) == sorted(str(p) for name, p in made.items() if name not in LIVE)
+    assert read_index(index_path(state, "web"), "web").current == V1  # the index is untouched
+    assert sweep(FakeProvider(tmp_path / "local"), str(state), "web") == []  # nothing left to sweep
+
+
+def test_sweep_with_a_corrupt_index_touches_no_version_tree(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    made = junk(state)
+    write(Path(index_path(state, "web")), "{not json")
+    sweep(FakeProvider(tmp_path / "local"), str(state), "web")
+    assert made["unrecorded version"].exists() and made["current version"].exists()
+    assert not made["dead build"].exists()
+
+
+def test_sweep_removes_the_build_containers_no_live_bake_owns(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    write(build_dir(state, V3) / ".keep", "")  # the ticket of a live bake of V3
+    builds = [("hapool-bake-s-web-" + V1, V1), ("hapool-bake-s-web-" + V3, V3)]
+    provider = FakeProvider(tmp_path, "docker", build_containers=lambda pool: builds)
+    assert sweep(provider, str(state), "web") == ["hapool-bake-s-web-" + V1]
+    assert provider.calls == [("remove_build", ("hapool-bake-s-web-" + V1,), {})]
+
+
+def test_prepare_build_and_remove_all_sweep_first(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    made = junk(state)
+    build = prepare_build(FakeProvider(tmp_path / "local"), LaunchSpec(), bake_plan(version=V2), str(state))
+    assert not made["dead build"].exists() and not made["dead check"].exists()
+    assert made["live build"].exists() and build["swept"]
+    assert build["dir"] == str(build_dir(state, V2))
+    removed, kept = remove_all(FakeProvider(tmp_path / "local"), str(state), "web")
+    assert (removed, kept) == ([V1], [])
+    assert made["live build"].exists()  # teardown sweeps only what dead bakes left, too
+    assert not made["current version"].exists()

@@ -5,6 +5,7 @@ a few run the module the way Ansible does (helpers.modules.run_module)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -94,7 +95,10 @@ def test_a_pool_never_baked_gets_a_version_to_bake_and_a_summary(tree: dict[str,
         "versions": [],
         "behind": [],
         # tasks, templates, defaults (README.md and molecule/ excluded) and the extra file
-        "inputs": {"provider": "docker", "base": BASE, "variables": 3, "files": 4},
+        "reason": "",
+        # the variables with the forced json_extra; tasks, templates, defaults (README.md and
+        # molecule/ excluded), the extra file and the bake code
+        "inputs": {"provider": "docker", "base": BASE, "variables": 4, "files": 5},
     }
     assert not tree["state"].exists()  # read-only: nothing made, not even the index's directory
 
@@ -321,6 +325,7 @@ def test_an_index_that_cannot_be_read_is_an_error(tree: dict[str, Any]) -> None:
         ({"pool": {"name": "web", "servers": [{"name": "s1", "address": "127.0.0.1"}]}},
          "pool web has no provider: a static pool .* has no launch template"),
         ({"pool": {**POOL, "provider": "ec2"}}, "pool web: provider must be one of"),
+        ({"pool": {**POOL, "provider": "vagrant"}}, "pool web: only pools of the local and docker providers"),
         ({"pool": {**POOL, "weight": "abc"}}, "pool web: weight must be a number, got 'abc'"),
         ({"pool": {**POOL, "name": "Web/.."}}, "pool Web/..: name must be 1-32 characters"),
         ({"base": ""}, r"pool web: base \(the provider's base image id\) is empty"),
@@ -332,7 +337,7 @@ def test_an_index_that_cannot_be_read_is_an_error(tree: dict[str, Any]) -> None:
          "instance web-00000a: template 'v1' is not a version"),
         ({"instances": ["web-00000a"]}, r"instances\[0\] must be a dict with name and template"),
     ],
-    ids=["static pool", "provider", "pool setting", "pool name", "empty base", "blank base",
+    ids=["static pool", "provider", "vagrant", "pool setting", "pool name", "empty base", "blank base",
          "host twice", "host without name", "bad host version", "host not a dict"],
 )  # fmt: skip
 def test_bad_pool_base_or_hosts_are_errors_naming_them(
@@ -370,8 +375,8 @@ def test_the_module_fails_with_the_message(tree: dict[str, Any]) -> None:
     nan = run_module("pool_template_info", {**args, "variables": {"nginx_web_ratio": math.nan}})
     assert nan["failed"] and nan["msg"] == "variable nginx_web_ratio is nan, which JSON cannot hold", nan
     # a required option missing is Ansible's own error
-    missing = run_module("pool_template_info", {k: v for k, v in args.items() if k != "base"})
-    assert missing["failed"] and "base" in missing["msg"], missing
+    missing = run_module("pool_template_info", {k: v for k, v in args.items() if k != "role_dir"})
+    assert missing["failed"] and "role_dir" in missing["msg"], missing
 
 
 def test_the_argument_spec_is_the_documented_one() -> None:
@@ -382,7 +387,77 @@ def test_the_argument_spec_is_the_documented_one() -> None:
         "variables": ("dict", False),
         "role_dir": ("path", True),
         "files": ("list", False),
-        "base": ("str", True),
+        "base": ("str", False),
         "state_dir": ("path", False),
         "instances": ("list", False),
     }
+
+
+ROLE = LIBRARY.parent / "roles" / "nginx_web"
+
+
+def test_the_version_is_pool_templates_for_the_same_pool(tmp_path: Path) -> None:
+    """pool_template_info (base omitted: the provider's) and pool_template's plan (check mode: no
+    build host) hash the same inputs - the same function - so they give the same version; the
+    variables the bake sets itself (a local pool's paths, the host name) change neither."""
+    state = tmp_path / "state"
+    pool = {
+        "name": "web",
+        "provider": "local",
+        "template": {"enabled": True, "variables": {"nginx_web_keepalive_timeout": 7}},
+    }
+    seen = {"nginx_web_worker_processes": "1", "nginx_web_root": str(tmp_path / "web" / "html")}
+    common = {"pool": pool, "variables": seen, "role_dir": str(ROLE), "state_dir": str(state)}
+    reported = run_module("pool_template_info", common)
+    planned = run_module("pool_template", common, check_mode=True)
+    assert not reported.get("failed") and not planned.get("failed"), (reported, planned)
+    assert reported["version"] == planned["version"], (reported, planned)
+    assert (planned["action"], planned["changed"], planned["reason"]) == ("bake", True, "first bake")
+    assert reported["inputs"]["base"].startswith("nginx /") and reported["action"] == "bake"
+    assert planned["variables"] == {
+        "nginx_web_worker_processes": "1",
+        "nginx_web_keepalive_timeout": 7,
+        "nginx_web_hostname": "@@HAPOOL_HOST@@",
+        "nginx_web_json_extra": {"pools": ["web"]},
+    }
+    moved = {**seen, "nginx_web_root": "/elsewhere", "nginx_web_hostname": "web-1"}
+    assert run_module("pool_template_info", {**common, "variables": moved})["version"] == reported["version"]
+    assert not state.exists()  # neither made anything
+
+
+def test_editing_the_real_roles_readme_or_molecule_does_not_change_the_version(tmp_path: Path) -> None:
+    """The nginx_web role's documentation and tests are not part of the template (DEFAULT_EXCLUDE):
+    a README.md at any depth and molecule/; its tasks, templates, defaults and meta are."""
+    role = tmp_path / "nginx_web"
+    shutil.copytree(ROLE, role)
+    base = {"pool": POOL, "role_dir": str(role), "base": BASE, "state_dir": str(tmp_path / "state")}
+    first = run_module("pool_template_info", base)["version"]
+    (role / "README.md").write_text((role / "README.md").read_text() + "\nMore words.\n")
+    (role / "templates" / "README.md").write_text("# the templates\n")
+    molecule = role / "molecule" / "default" / "converge.yml"
+    molecule.parent.mkdir(parents=True, exist_ok=True)
+    molecule.write_text("- hosts: all\n")
+    assert run_module("pool_template_info", base)["version"] == first
+    conf = role / "templates" / "nginx.conf.j2"
+    conf.write_text(conf.read_text() + "# changed\n")
+    assert run_module("pool_template_info", base)["version"] != first
+
+
+def test_pool_instance_info_reports_a_corrupt_index_and_still_lists_the_hosts(tmp_path: Path) -> None:
+    """A status page needs the instances even when the pool's template index is corrupt:
+    pool_instance_info does not fail, its template view names the file, and it warns."""
+    state = tmp_path / "state"
+    pool = {"name": "web", "provider": "local", "template": {"enabled": True}}
+    path = Path(index_path(state, "web"))
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    result = run_module("pool_instance_info", {"pool": pool, "state_dir": str(state)})
+    assert not result.get("failed"), result
+    assert result["instances"] == [] and result["count"] == 0
+    assert result["template"]["current"] is None and result["template"]["behind"] == []
+    assert result["template"]["error"].startswith(f"the template index {path} is not JSON"), result
+    assert str(path) in json.dumps(result.get("warnings")), result  # ansible-core 2.19: warning summaries
+    assert path.read_text() == "{not json"  # never rewritten
+    path.write_text('{"schema": 1, "pool": "web", "current": null, "versions": []}')
+    fine = run_module("pool_instance_info", {"pool": pool, "state_dir": str(state)})
+    assert fine["template"] == {"current": None, "behind": []}, fine

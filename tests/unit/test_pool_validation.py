@@ -356,13 +356,13 @@ TEMPLATE_OFF = {"enabled": False, "variables": {}, "keep": 2}
                 "provider": "docker",
                 "template": {
                     "enabled": True,
-                    "variables": {"nginx_web_workers": 2, "nginx_web_hostname": "@@HAPOOL_HOST@@"},
+                    "variables": {"nginx_web_workers": 2, "nginx_web_root": "/srv/www"},
                     "keep": "3",
                 },
             },
             {
                 "enabled": True,
-                "variables": {"nginx_web_workers": 2, "nginx_web_hostname": "@@HAPOOL_HOST@@"},
+                "variables": {"nginx_web_workers": 2, "nginx_web_root": "/srv/www"},
                 "keep": 3,
             },
         ),
@@ -432,3 +432,49 @@ def test_template_keep_must_be_at_least_one() -> None:
         validate_pools([{"name": "web", "provider": "local", "template": {"keep": 0}}])
     (pool,) = validate_pools([{"name": "web", "provider": "local", "template": {"keep": 1}}])
     assert pool["template"]["keep"] == 1
+
+
+@pytest.mark.parametrize(
+    ("provider", "key", "why"),
+    [
+        ("docker", "nginx_web_hostname", "each host's own name"),
+        ("local", "nginx_web_hostname", "each host's own name"),
+        ("docker", "nginx_web_json_extra", "set by the bake to the pool's name"),
+        ("local", "nginx_web_json_extra", "set by the bake to the pool's name"),
+        ("docker", "nginx_web_port", "the port a container listens on"),
+        ("docker", "nginx_web_listen_address", "the address a container listens on"),
+        ("local", "nginx_web_port", "each host's address and port"),
+        ("local", "nginx_web_listen_address", "each host's address and port"),
+        ("local", "nginx_web_prefix", "each host's own directory"),
+        ("local", "nginx_web_root", "each host's own directory"),
+        ("local", "nginx_web_conf_file", "each host's own directory"),
+        ("local", "nginx_web_pid_file", "each host's own directory"),
+        ("local", "nginx_web_log_dir", "each host's own directory"),
+        ("local", "nginx_web_temp_dir", "each host's own directory"),
+        ("local", "nginx_web_user", "the local provider's worker user"),
+    ],
+)
+def test_template_variables_refuse_what_the_bake_sets_per_host(provider: str, key: str, why: str) -> None:
+    """A variable the bake sets itself (per host, or per provider) cannot be a template input:
+    the error names the key, the provider and why; nothing else is set."""
+    with pytest.raises(InvalidArgumentError) as caught:
+        validate_pools(
+            [{"name": "web", "provider": provider, "template": {"enabled": True, "variables": {key: "x"}}}]
+        )
+    message = str(caught.value)
+    assert message.startswith(f"pool web: template.variables: {key} cannot be part of a {provider} pool's"), (
+        message
+    )
+    assert why in message, message
+
+
+@pytest.mark.parametrize(
+    "key", ["nginx_web_root", "nginx_web_user", "nginx_web_prefix", "nginx_web_conf_file"]
+)
+def test_docker_template_variables_may_set_the_paths_and_the_user(key: str) -> None:
+    """A docker build container takes the pool's paths and user (the image carries them): they are
+    template inputs there, unlike the local provider's per-host paths."""
+    (pool,) = validate_pools(
+        [{"name": "web", "provider": "docker", "template": {"enabled": True, "variables": {key: "/srv/x"}}}]
+    )
+    assert pool["template"]["variables"] == {key: "/srv/x"}

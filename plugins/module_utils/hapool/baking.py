@@ -33,6 +33,7 @@ Stdlib only; the providers do the engine work.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pathlib
 import re
@@ -48,9 +49,10 @@ from typing import Any
 
 from . import files, templates
 from .errors import HapoolError, ProviderError, TemplateError
+from .pools import TEMPLATE_BUILD_OWNED
 from .providers import LaunchSpec, LaunchTemplate, Provider, get_provider
 from .providers.local import can_bind
-from .providers.procfs import children, pid_alive, read_pid
+from .providers.procfs import children, cmdline, pid_alive, read_pid, read_stat
 from .providers.state import file_lock
 
 #: The placeholders a bake renders into the build host on purpose (nginx_web_hostname).
@@ -85,6 +87,18 @@ _REPO_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _SAFE_PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]+$")
 
 
+#: The key of the bake code among a template's files (this module's source: a new way of baking
+#: gives new versions).
+BAKE_CODE_KEY = "extra/baking.py"
+
+#: A build's directory (local: the build host; docker: the ticket of its build container) in the
+#: pool's templates directory: ``build-<version>-<owner pid>-<owner start time>``, and a
+#: validation's scratch state root ``.check-<owner pid>-<owner start time>-<random>``.
+_BUILD_RE = re.compile(r"^build-(?P<version>[0-9a-f]{12})-(?P<pid>\d+)(?:-(?P<start>\d+))?$")
+_CHECK_RE = re.compile(r"^\.check-(?:(?P<pid>\d+)-(?P<start>\d+)-)?")
+_VERSION_DIR_RE = re.compile(r"^[0-9a-f]{12}$")
+
+
 @dataclass(frozen=True)
 class BakePlan:
     """Where a pool stands against the version its inputs make now."""
@@ -96,6 +110,65 @@ class BakePlan:
     action: str  # "reuse" or "bake"
     current: str | None
     artifact: str | None  # the artefact to reuse
+    reason: str = ""  # why it is baked: never baked, its last bake failed, its artefact is missing
+    variables: Mapping[str, Any] | None = None  # the template's variables (what the build host gets)
+
+
+def bake_code_digest() -> str:
+    """The sha256 of this module's source (read through its loader: inside an AnsiballZ zip too)."""
+    loader = globals().get("__loader__")
+    get_data = getattr(loader, "get_data", None)
+    try:
+        data = get_data(__file__) if callable(get_data) else pathlib.Path(__file__).read_bytes()
+    except OSError as exc:
+        raise TemplateError(f"cannot read the bake code {__file__}: {exc}") from exc
+    return hashlib.sha256(data).hexdigest()
+
+
+def template_variables(
+    entry: Mapping[str, Any], provider: str, variables: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The variables of a pool's template: ``variables`` (the ``nginx_web_*`` variables the
+    controller sees) without the ones the bake sets itself on a ``provider`` build host
+    (:data:`hapool.pools.TEMPLATE_BUILD_OWNED`), then the pool entry's ``template.variables``
+    (validated: none of those), then the per-host values as placeholders: the host's name
+    (``@@HAPOOL_HOST@@``) and the JSON page's pools (the pool's name)."""
+    owned = TEMPLATE_BUILD_OWNED.get(provider)
+    if owned is None:
+        raise TemplateError(
+            f"the {provider} provider does not launch from baked templates ({', '.join(BAKE_PROVIDERS)} do)"
+        )
+    settings = entry.get("template")
+    own = settings.get("variables") if isinstance(settings, Mapping) else None
+    result = {str(k): v for k, v in variables.items() if k not in owned}
+    result.update(dict(own or {}))
+    result.update(nginx_web_hostname=templates.HOST, nginx_web_json_extra={"pools": [str(entry.get("name"))]})
+    return result
+
+
+def template_inputs(
+    entry: Mapping[str, Any],
+    provider: str,
+    *,
+    base: str,
+    variables: Mapping[str, Any],
+    role_dir: str,
+    extra: Iterable[str] = (),
+) -> templates.TemplateInputs:
+    """The inputs of a pool's launch template - the one definition ``pool_template`` (which bakes)
+    and ``pool_template_info`` (which reports) both hash: the pool entry's name, ``provider``, the
+    provider's ``base``, :func:`template_variables`, the role's files, the ``extra`` files and the
+    bake code (:data:`BAKE_CODE_KEY`)."""
+    files_ = templates.template_files(role_dir, list(extra))
+    if BAKE_CODE_KEY in files_:
+        raise TemplateError(
+            f"an extra file named {BAKE_CODE_KEY.split('/', 1)[1]} would hide the bake code "
+            "in the version: rename it"
+        )
+    files_[BAKE_CODE_KEY] = bake_code_digest()
+    return templates.TemplateInputs(
+        str(entry.get("name")), provider, base, template_variables(entry, provider, variables), files_
+    )
 
 
 def templates_dir(state_root: str | os.PathLike[str], pool: str) -> pathlib.Path:
@@ -120,32 +193,175 @@ def artifact_name(provider: str, state_root: str | os.PathLike[str], pool: str, 
     )
 
 
-def plan(
-    provider: Provider,
-    spec: LaunchSpec,
-    *,
-    pool: str,
-    state_root: str,
-    variables: Mapping[str, Any],
-    files: Mapping[str, str],
-) -> BakePlan:
-    """The version the inputs make and whether it must be baked (reads the index, changes nothing)."""
-    base = provider.template_base(spec)
-    version = templates.template_version(
-        templates.TemplateInputs(pool, provider.name, base, variables, files)
-    )
+def plan(provider: Provider, inputs: templates.TemplateInputs, *, state_root: str) -> BakePlan:
+    """The version ``inputs`` make and whether it must be baked (reads the index and asks the
+    provider whether the artefact is still there; changes nothing): ``reuse`` a version recorded
+    usable whose artefact exists, else ``bake`` with the reason - never baked, its last bake
+    failed, or its artefact was deleted (``docker image rm``, ``rm -rf`` of the tree: a launch
+    from it would fail until it is baked again)."""
+    pool = inputs.pool
+    version = templates.template_version(inputs)
     index = templates.read_index(templates.index_path(state_root, pool), pool)
     action = templates.plan_bake(index, version)
     record = index.get(version)
     artifact = record.artifact if action == "reuse" and record is not None else None
-    return BakePlan(pool, provider.name, version, base, action, index.current, artifact)
+    if record is None:
+        reason = "template changed" if index.current else "first bake"
+    elif not record.usable:
+        reason = f"its last bake failed: {record.reason}" if record.reason else "its last bake failed"
+    elif artifact is not None and not artifact_exists(provider, artifact):
+        action, reason, artifact = (
+            "bake",
+            f"the artefact {record.artifact} of version {version} is missing",
+            None,
+        )
+    else:
+        reason = ""
+    return BakePlan(
+        pool,
+        provider.name,
+        version,
+        inputs.base,
+        action,
+        index.current,
+        artifact,
+        reason,
+        dict(inputs.variables),
+    )
+
+
+def artifact_exists(provider: Provider, artifact: str) -> bool:
+    """Whether a baked artefact is still there (the provider's ``artifact_exists``)."""
+    check = getattr(provider, "artifact_exists", None)
+    if not callable(check):
+        raise TemplateError(f"the {provider.name} provider does not launch from baked templates")
+    return bool(check(artifact))
+
+
+# --- owners and junk ------------------------------------------------------------------------------
+
+
+def _start_time(pid: int) -> str | None:
+    stat = read_stat(pid)
+    if stat is None or stat.state in ("Z", "X", "x") or stat.starttime is None:
+        return None
+    return str(stat.starttime)
+
+
+def owner() -> tuple[int, str]:
+    """The process a bake belongs to, (pid, start time): the ``ansible-playbook`` run that drives
+    it (the topmost ancestor of this process running ansible-playbook: the modules of one run are
+    short-lived children of it), else this process. Its build directory, build container and
+    scratch hosts are junk once it is gone (:func:`sweep`)."""
+    found = os.getpid()
+    pid = os.getpid()
+    for _ in range(64):
+        stat = read_stat(pid)
+        if stat is None or stat.ppid <= 1:
+            break
+        pid = stat.ppid
+        if any(os.path.basename(arg) == "ansible-playbook" for arg in cmdline(pid).split()[:2]):
+            found = pid
+    return found, _start_time(found) or "0"
+
+
+def _owner_alive(pid: str | None, start: str | None) -> bool:
+    if not pid:
+        return False
+    now = _start_time(int(pid))
+    return now is not None and (start is None or now == start)
+
+
+def _engine_like(provider: Provider, state_root: str) -> Provider:
+    """A provider of the same kind and engine as ``provider`` in another state root."""
+    settings: dict[str, Any] = {}
+    if provider.name == "docker":
+        settings = {
+            "base_url": getattr(provider, "base_url", None),
+            "network": getattr(provider, "network", None),
+        }
+    elif provider.name == "local":
+        settings = {"nginx": getattr(provider, "nginx", None), "user": getattr(provider, "user", None)}
+    return get_provider(provider.name, state_root=state_root, **settings)
+
+
+def _sweep_scratch(provider: Provider, scratch: pathlib.Path, pool: str) -> None:
+    """Destroy the throw-away hosts of an interrupted validation, then its scratch state root."""
+    if (scratch / provider.name).is_dir():
+        with _engine_like(provider, str(scratch)) as checker:
+            for host in checker.list(pool):
+                checker.destroy(pool, host)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _sweep_dirs(provider: Provider, tdir: pathlib.Path, pool: str) -> tuple[list[str], set[str]]:
+    """The build directories and scratch state roots in ``tdir`` whose owner is gone, removed;
+    returns them and the versions live builds (of running owners) make."""
+    swept: list[str] = []
+    live: set[str] = set()
+    for entry in sorted(tdir.iterdir()) if tdir.is_dir() else []:
+        if not entry.is_dir() or entry.is_symlink():
+            continue
+        build = _BUILD_RE.match(entry.name)
+        check = _CHECK_RE.match(entry.name)
+        if build:
+            if _owner_alive(build["pid"], build["start"]):
+                live.add(build["version"])
+                continue
+            _stop_nginx(entry)
+            shutil.rmtree(entry, ignore_errors=True)
+            swept.append(str(entry))
+        elif check and not _owner_alive(check["pid"], check["start"]):
+            _sweep_scratch(provider, entry, pool)
+            swept.append(str(entry))
+    return swept, live
+
+
+def sweep(provider: Provider, state_root: str, pool: str) -> list[str]:
+    """Remove what interrupted bakes of ``pool`` left, and return it: build directories and build
+    containers whose owner (:func:`owner`) is gone, the scratch state roots of validations whose
+    owner is gone (their throw-away hosts destroyed), temporary files of index writes, and version
+    trees (local) the index does not record as usable (published, never recorded). What a live
+    bake owns is kept; with an index that cannot be read, no version tree is touched."""
+    tdir = templates_dir(state_root, pool)
+    swept, live = _sweep_dirs(provider, tdir, pool)
+    list_builds = getattr(provider, "build_containers", None)
+    if provider.name == "docker" and callable(list_builds):
+        for name, version in list_builds(pool):
+            if version not in live:
+                provider.remove_build(name)  # type: ignore[attr-defined]
+                swept.append(name)
+    if not tdir.is_dir():
+        return swept
+    with file_lock(tdir / ".lock"):
+        path = pathlib.Path(templates.index_path(state_root, pool))
+        for entry in sorted(tdir.glob(f".{path.name}.*")):
+            entry.unlink(missing_ok=True)  # an index write killed before its rename
+            swept.append(str(entry))
+        if provider.name != "local":
+            return swept
+        try:
+            index = templates.read_index(path, pool)
+        except TemplateError:
+            return swept
+        usable = {r.version for r in index.versions if r.usable}
+        for entry in sorted(tdir.iterdir()):
+            if _VERSION_DIR_RE.match(entry.name) and entry.name not in usable and entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+                swept.append(str(entry))
+    return swept
 
 
 def prepare_build(provider: Provider, spec: LaunchSpec, bake: BakePlan, state_root: str) -> dict[str, Any]:
     """Make the build host of ``bake``; what the playbook needs to reach it (``host_vars``) and
     what :func:`finish_build` needs back."""
+    if bake.provider == "docker":
+        artifact_name("docker", state_root, bake.pool, bake.version)  # a pool docker cannot name: fail first
+    swept = sweep(provider, state_root, bake.pool)
+    pid, start = owner()
+    ticket = templates_dir(state_root, bake.pool) / f"build-{bake.version}-{pid}-{start}"
     if bake.provider == "local":
-        build = templates_dir(state_root, bake.pool) / f"build-{bake.version}-{os.getpid()}"
+        build = ticket
         if build.exists():
             shutil.rmtree(build)
         for sub in ("conf", "html", "logs", "tmp"):
@@ -171,15 +387,22 @@ def prepare_build(provider: Provider, spec: LaunchSpec, bake: BakePlan, state_ro
             "provider": "local",
             "pool": bake.pool,
             "version": bake.version,
+            "reason": bake.reason,
             "dir": str(build),
             "address": address,
             "port": port,
             "host_vars": host_vars,
+            "swept": swept,
         }
     if bake.provider == "docker":
         base_image = spec.image or str(getattr(provider, "image", ""))
-        artifact_name("docker", state_root, bake.pool, bake.version)  # a pool docker cannot name: fail first
-        name = provider.start_build(bake.pool, bake.version, base_image)  # type: ignore[attr-defined]
+        # The build container's ticket: its owner's name, so a sweep keeps a live bake's container.
+        ticket.mkdir(parents=True, exist_ok=True)
+        try:
+            name = provider.start_build(bake.pool, bake.version, base_image)  # type: ignore[attr-defined]
+        except BaseException:
+            shutil.rmtree(ticket, ignore_errors=True)
+            raise
         host_vars = {
             "ansible_connection": "community.docker.docker",
             "ansible_host": name,
@@ -194,9 +417,12 @@ def prepare_build(provider: Provider, spec: LaunchSpec, bake: BakePlan, state_ro
             "provider": "docker",
             "pool": bake.pool,
             "version": bake.version,
+            "reason": bake.reason,
             "container": name,
+            "ticket": str(ticket),
             "base_image": base_image,
             "host_vars": host_vars,
+            "swept": swept,
         }
     raise TemplateError(f"the {bake.provider} provider does not launch from baked templates")
 
@@ -234,6 +460,13 @@ def discard_build(provider: Provider, build: Mapping[str, Any]) -> None:
         shutil.rmtree(prefix, ignore_errors=True)
     elif build.get("provider") == "docker" and build.get("container"):
         provider.remove_build(str(build["container"]))  # type: ignore[attr-defined]
+        _drop_ticket(build)
+
+
+def _drop_ticket(build: Mapping[str, Any]) -> None:
+    ticket = build.get("ticket")
+    if isinstance(ticket, str) and _BUILD_RE.match(os.path.basename(ticket)):
+        shutil.rmtree(ticket, ignore_errors=True)
 
 
 def _path(value: Any, what: str) -> str:
@@ -297,9 +530,15 @@ def finish_build(
             repository,
             tag,
             files={START_SCRIPT_PATH: (script, 0o755)},
-            changes=[f'CMD ["{START_SCRIPT_PATH}"]', f"LABEL {templates_label(pool, version)}"],
+            # ENTRYPOINT []: a base image's entry point must not wrap the start script.
+            changes=[
+                "ENTRYPOINT []",
+                f'CMD ["{START_SCRIPT_PATH}"]',
+                f"LABEL {templates_label(pool, version)}",
+            ],
         )
         provider.remove_build(str(build["container"]))  # type: ignore[attr-defined]
+        _drop_ticket(build)
         return reference
     raise TemplateError(f"unknown build {dict(build)!r}")
 
@@ -377,7 +616,8 @@ def validate_artifact(
     """Launch a throw-away host from ``template`` with a provider made by ``provider_factory``
     (given a scratch state root: its hosts are no pool's), check it, destroy it; its name."""
     os.makedirs(scratch_parent, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=".check-", dir=scratch_parent)
+    pid, start = owner()
+    scratch = tempfile.mkdtemp(prefix=f".check-{pid}-{start}-", dir=scratch_parent)
     try:
         provider = provider_factory(scratch)
         try:
@@ -463,6 +703,7 @@ def remove_all(provider: Provider, state_root: str, pool: str) -> tuple[list[str
     """Delete every baked version of ``pool`` (teardown): each artefact, then the index, under the
     index's lock. Returns (versions removed, versions kept: a docker image still in use, whose
     records stay). An index that cannot be read is an error and nothing is deleted."""
+    sweep(provider, state_root, pool)
     path = templates.index_path(state_root, pool)
     if not os.path.exists(path):
         return [], []
@@ -494,15 +735,18 @@ def provider_for(name: str, settings: Mapping[str, Any]) -> Callable[[str], Prov
 
 
 __all__ = [
+    "BAKE_CODE_KEY",
     "BAKE_PROVIDERS",
     "START_SCRIPT",
     "START_SCRIPT_PATH",
     "BakePlan",
+    "artifact_exists",
     "artifact_name",
     "check_served",
     "current_template",
     "discard_build",
     "finish_build",
+    "owner",
     "plan",
     "prepare_build",
     "provider_for",
@@ -510,6 +754,9 @@ __all__ = [
     "record",
     "remove_all",
     "remove_artifact",
+    "sweep",
+    "template_inputs",
+    "template_variables",
     "templates_dir",
     "validate_artifact",
 ]

@@ -252,6 +252,38 @@ def _launch(value: Any) -> dict[str, Any]:
 TEMPLATE_PROVIDERS: tuple[str, ...] = ("local", "docker")
 _TEMPLATE_KEYS = ("enabled", "variables", "keep")
 
+_PER_HOST = "each host's own name: the bake renders the placeholder @@HAPOOL_HOST@@"
+_JSON_EXTRA = "set by the bake to the pool's name ({'pools': [<pool>]})"
+_LISTEN = "each host's address and port, which the provider allocates at launch"
+_LOCAL_PATH = "a path under each host's own directory (@@HAPOOL_PREFIX@@), which the launch personalizes"
+#: The nginx_web_* variables a bake sets itself, per provider, with why: they are never template
+#: inputs (hapool.baking.template_variables drops them from the variables the controller sees) and
+#: a pool's ``template.variables`` cannot set them. Every provider: the host's name and the JSON
+#: page's pools; docker: the listen address and port (every container listens on *:80); local:
+#: also the paths of the build directory the launch copies into the host's prefix and the worker
+#: user (the provider's).
+TEMPLATE_BUILD_OWNED: dict[str, dict[str, str]] = {
+    "docker": {
+        "nginx_web_hostname": _PER_HOST,
+        "nginx_web_json_extra": _JSON_EXTRA,
+        "nginx_web_listen_address": "the address a container listens on (every address)",
+        "nginx_web_port": "the port a container listens on (80)",
+    },
+    "local": {
+        "nginx_web_hostname": _PER_HOST,
+        "nginx_web_json_extra": _JSON_EXTRA,
+        "nginx_web_listen_address": _LISTEN,
+        "nginx_web_port": _LISTEN,
+        "nginx_web_prefix": _LOCAL_PATH,
+        "nginx_web_conf_file": _LOCAL_PATH,
+        "nginx_web_pid_file": _LOCAL_PATH,
+        "nginx_web_root": _LOCAL_PATH,
+        "nginx_web_log_dir": _LOCAL_PATH,
+        "nginx_web_temp_dir": _LOCAL_PATH,
+        "nginx_web_user": "the local provider's worker user (its 'user' setting)",
+    },
+}
+
 
 def _template(value: Any, provider: Any) -> dict[str, Any]:
     """The pool's launch template settings: ``enabled`` (default false: hosts are launched bare
@@ -276,9 +308,15 @@ def _template(value: Any, provider: Any) -> dict[str, Any]:
         )
     raw = template.get("variables")
     variables = dict(_mapping({} if raw is None else raw, "template.variables"))
+    owned = TEMPLATE_BUILD_OWNED.get(str(provider), TEMPLATE_BUILD_OWNED["local"])
     for key in variables:
         if not isinstance(key, str) or not key.startswith("nginx_web_"):
             raise InvalidArgumentError(f"template.variables: {key!r} is not an nginx_web_* variable")
+        if key in owned:
+            raise InvalidArgumentError(
+                f"template.variables: {key} cannot be part of a {provider or 'local'} pool's template: "
+                f"it is {owned[key]}"
+            )
     keep = _whole(template.get("keep", 2), "template.keep", minimum=1)
     return {"enabled": enabled, "variables": variables, "keep": keep}
 

@@ -174,6 +174,14 @@ class Provider(abc.ABC):
             f"the {self.name} provider does not launch from baked templates (local and docker do)"
         )
 
+    def artifact_exists(self, artifact: str) -> bool:
+        """Whether the artefact of a baked template (a docker image reference, a local template
+        tree) is still there to launch from. Providers that cannot launch from a baked template
+        (this default) raise :class:`ProviderError`."""
+        raise ProviderError(
+            f"the {self.name} provider does not launch from baked templates (local and docker do)"
+        )
+
     def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release engine connections (docker client); safe to call twice."""
 

@@ -299,6 +299,12 @@ class DockerProvider(Provider):
         image = spec.template.artifact if spec.template is not None else (spec.image or self.image)
         memory = parse_memory(spec.memory)
         self.client()
+        if spec.template is not None and not self.artifact_exists(image):
+            raise ImageNotFoundError(
+                f"the image {image} of pool {pool}'s template version {spec.template.version} is not on "
+                f"the Docker engine at {self._engine_label()} (deleted?): bake the pool's template again - "
+                "ansible-playbook playbooks/bake.yml (or site.yml) bakes a version whose artefact is gone"
+            )
         self._check_image(image)
         self.ensure_network()
         scope = self.scope(create=True)
@@ -410,6 +416,35 @@ class DockerProvider(Provider):
         except Exception as exc:
             raise self._api_error(f"inspect image {image!r}", exc) from exc
 
+    def artifact_exists(self, artifact: str) -> bool:
+        """A baked image is on the engine (``docker image inspect``); an engine error is raised."""
+        sdk, client = self._sdk, self.client()
+        try:
+            client.images.get(artifact)
+        except sdk.errors.ImageNotFound:
+            return False
+        except Exception as exc:
+            raise self._api_error(f"inspect image {artifact!r}", exc) from exc
+        return True
+
+    def build_containers(self, pool: str) -> Sequence[tuple[str, str]]:
+        """(name, version) of every build container of ``pool`` in this deployment's scope."""
+        scope = self.scope()
+        if scope is None:
+            return []
+        prefix = f"hapool-bake-{scope}-{validate_pool(pool)}-"
+        try:
+            found = self.client().containers.list(all=True, filters={"name": prefix})
+        except Exception as exc:
+            raise self._api_error(f"list the build containers of pool {pool}", exc) from exc
+        builds: set[tuple[str, str]] = set()
+        for container in found:
+            name = str(container.name).lstrip("/")
+            version = name[len(prefix) :] if name.startswith(prefix) else ""
+            if re.fullmatch(r"[0-9a-f]{12}", version):
+                builds.add((name, version))
+        return sorted(builds)
+
     def build_container_name(self, pool: str, version: str) -> str:
         scope = self.scope(create=True)
         return f"hapool-bake-{scope}-{validate_pool(pool)}-{version}"
@@ -432,7 +467,32 @@ class DockerProvider(Provider):
         except Exception as exc:
             self.remove_build(name)
             raise self._api_error(f"start the build container {name}", exc) from exc
+        self._wait_build_running(container, name)
         return name
+
+    def _wait_build_running(self, container: Any, name: str) -> None:
+        """The build container runs (an image whose command exits at once would leave the role
+        nothing to connect to); otherwise it is removed and the error says why."""
+        deadline = time.monotonic() + self.start_timeout
+        status = ""
+        try:
+            while True:
+                container.reload()
+                status = str(container.status)
+                if status == "running":
+                    return
+                if status in ("exited", "dead") or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.1)
+            logs = container.logs(tail=5).decode("utf-8", "replace").strip()
+        except Exception as exc:
+            self.remove_build(name)
+            raise self._api_error(f"start the build container {name}", exc) from exc
+        self.remove_build(name)
+        raise ProviderError(
+            f"the build container {name} is {status or 'gone'} right after its start, not running: "
+            f"{logs or 'no output'} (does the base image run nginx in the foreground?)"
+        )
 
     def commit_build(
         self,

@@ -351,10 +351,11 @@ class LocalProvider(Provider):
         spec = spec or LaunchSpec()
         validate_pool(pool)
         exe = self._nginx_exe()
-        if spec.template is not None and not os.path.isdir(spec.template.artifact):
+        if spec.template is not None and not self.artifact_exists(spec.template.artifact):
             raise ProviderError(
-                f"the template tree {spec.template.artifact} of version {spec.template.version} "
-                f"(pool {pool}) is not a directory: bake the pool's template again (playbooks/bake.yml)"
+                f"the template tree {spec.template.artifact} of pool {pool}'s template version "
+                f"{spec.template.version} is missing (deleted?): bake the pool's template again - "
+                "ansible-playbook playbooks/bake.yml (or site.yml) bakes a version whose artefact is gone"
             )
         with file_lock(self.state_dir / ".lock"):
             live = [p.name for p in self._pool_dir(pool).glob("*") if p.is_dir()]
@@ -520,6 +521,11 @@ class LocalProvider(Provider):
         except OSError as exc:
             raise ProviderError(f"cannot read the nginx binary {exe}: {exc}") from exc
         return f"nginx {exe} sha256:{digest.hexdigest()}"
+
+    def artifact_exists(self, artifact: str) -> bool:
+        """A template tree is there: a directory (not a symlink) with its ``conf/nginx.conf``."""
+        tree = pathlib.Path(artifact)
+        return tree.is_dir() and not tree.is_symlink() and (tree / "conf" / "nginx.conf").is_file()
 
     # -- destroy
 
