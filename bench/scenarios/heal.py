@@ -28,6 +28,7 @@ import os
 import random
 import secrets
 import signal
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers.chaos import view
-from helpers.heal import deployments, events, instances, kill_hard
+from helpers.heal import deployments, events, instances, kill_hard, server_status
 from helpers.procs import CRON_DIR, cron_daemon, wait_until
 from helpers.site import Deployment
 
@@ -48,6 +49,12 @@ MODES = {
     "timer": {"heal_timer_scheduler": "cron", "heal_timer_period": 10, "heal_timer_watch": False},
     "watch": {"heal_timer_scheduler": "none", "heal_timer_watch": True},
 }
+# The original design's loop, for the provisioned pools: its script read `show stat` every 10 s
+# (a pass, then `sleep 10`) and ran `vagrant destroy -f` + `vagrant up` (an Ansible-provisioned
+# VM) for each DOWN server. Here the same loop runs site.yml instead: it destroys the dead host,
+# launches a bare one, provisions it with nginx_web and re-renders the balancer.
+NAIVE = "naive"
+NAIVE_SLEEP = 10.0
 # A steady load of about 150 req/s (4 connections, 20 ms between requests on each): bounded in
 # rate, so that it leaves a core to Ansible, as a production balancer is not run at 100 % CPU.
 WRK = {"connections": 4, "threads": 1, "delay_ms": 20}
@@ -86,6 +93,34 @@ def heal_trigger(dep: Deployment, mode: str) -> Iterator[str]:
                 os.kill(int(watcher), signal.SIGTERM)
 
 
+@contextlib.contextmanager
+def naive_loop(dep: Deployment, provider: str) -> Iterator[list[str]]:
+    """The original design's loop in a thread (NAIVE): every pass reads `show stat`, runs site.yml
+    when a server of the pool is DOWN, then sleeps 10 s. Yields the log of its passes."""
+    stop = threading.Event()
+    passes: list[str] = []
+
+    def loop() -> None:
+        while not stop.is_set():
+            down: list[str] = []
+            try:
+                down = sorted(n for n, st in server_status(dep, provider).items() if st == "DOWN")
+            except OSError as exc:
+                passes.append(f"show stat failed: {exc}")
+            if down:
+                run = dep.play("site.yml")
+                passes.append(f"{time.time():.3f} DOWN {down}: site.yml exited {run.returncode}")
+            stop.wait(NAIVE_SLEEP)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield passes
+    finally:
+        stop.set()
+        thread.join(timeout=300)
+
+
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
@@ -112,7 +147,7 @@ def converged(dep: Deployment, provider: str, timeout: float = 240) -> set[str]:
     return names
 
 
-def one_kill(dep: Deployment, provider: str, budget_s: float) -> dict[str, Any]:
+def one_kill(dep: Deployment, provider: str, budget_s: float, *, logged: bool = True) -> dict[str, Any]:
     before = converged(dep, provider)
     old_bodies = {f"Hello {n}!" for n in before}
     victim = sorted(instances(dep, provider), key=lambda i: i.name)[0]
@@ -133,6 +168,10 @@ def one_kill(dep: Deployment, provider: str, budget_s: float) -> dict[str, Any]:
         result = load.stop()
     if serving_s is None:
         raise BenchError(f"no replacement of {victim.name} served within {budget_s:.0f} s")
+    if not logged:  # the naive loop logs no event
+        return {"victim": victim.name, "replacement": None, "serving_s": serving_s, "trigger_s": None,
+                "replace_s": None, "registered_s": None, "requests": result.requests,
+                "failed": result.failed, "rps": result.rps}
     event = _replace_event(dep, victim.name)
     started_at = float(event["time"]) - float(event["duration"])
     return {
@@ -175,17 +214,20 @@ def run(ctx: Context) -> dict[str, Any]:
                 dep = make(provider, **settings, **LAUNCHES[launch])
                 ctx.log(f"heal/{label}: site.yml {time.monotonic() - t0:.0f} s")
                 per_mode: dict[str, Any] = {}
-                for mode in MODES:
+                for mode in [*MODES, *([NAIVE] if launch == "provisioned" else [])]:
                     kills = []
-                    with heal_trigger(dep, mode):
+                    trigger = naive_loop(dep, provider) if mode == NAIVE else heal_trigger(dep, mode)
+                    with trigger:
                         kills_wanted = max(ctx.repeat, TEMPLATE_KILLS) if launch == "template" else ctx.repeat
                         for i in range(kills_wanted):
-                            if mode == "timer":
+                            if mode in ("timer", NAIVE):
                                 time.sleep(phase.uniform(0, TIMER_PERIOD))  # a random phase of the ticks
-                            k = one_kill(dep, provider, budget_s=150 if mode == "timer" else 120)
-                            ctx.log(f"heal/{label}/{mode} #{i + 1}: serving after {k['serving_s']:.1f} s "
-                                    f"(trigger {k['trigger_s']:.1f} s, replace {k['replace_s']:.1f} s), "
-                                    f"{k['failed']}/{k['requests']} failed")
+                            k = one_kill(dep, provider, budget_s=120 if mode == "watch" else 150,
+                                         logged=mode != NAIVE)
+                            split = (f" (trigger {k['trigger_s']:.1f} s, replace {k['replace_s']:.1f} s)"
+                                     if k["trigger_s"] is not None else "")
+                            ctx.log(f"heal/{label}/{mode} #{i + 1}: serving after {k['serving_s']:.1f} s"
+                                    f"{split}, {k['failed']}/{k['requests']} failed")
                             kills.append(k)
                     per_mode[mode] = {
                         "kills": kills,
@@ -224,7 +266,9 @@ def markdown(r: dict[str, Any]) -> str:
             "and adds it at runtime; the heal run that follows adopts it), so its trigger delay ends "
             "at that launch; before each timer kill the bench waits a random 0-10 s (the tick's phase). "
             f"Median (range) of {r['repeat']} kills per row, {r['template_kills']} per template row, "
-            "with the 90th percentile of the kill → serving times."
+            "with the 90th percentile of the kill → serving times. **naive** (provisioned pools): the "
+            "original design's loop, run by the bench: `show stat`, site.yml when a server is DOWN, "
+            "`sleep 10` (a random 0-10 s before each kill); it logs no event, so no split."
             if "template_kills" in r
             else f"Median (range) of {r['repeat']} kills per row."
         ),
@@ -270,6 +314,7 @@ def markdown(r: dict[str, Any]) -> str:
     if launches:
         lines += ["", "Kill → serving from a template, against a host provisioned by Ansible in the same "
                   "run: " + "; ".join(launches) + "."]
+    lines += _against_naive(r)
     lines += [
         "",
         "Failed requests are wrk's non-2xx answers plus its socket errors (connect, read, write, timeout) "
@@ -278,3 +323,21 @@ def markdown(r: dict[str, Any]) -> str:
         "requests to a dying server may time out.",
     ]
     return "\n".join(lines)
+
+
+def _against_naive(r: dict[str, Any]) -> list[str]:
+    naive = []
+    for provider, modes in r["providers"].items():
+        base = (r["providers"].get(provider.replace(" (template)", "")) or {}).get(NAIVE)
+        if not base or base["serving_s"].get("median") is None:
+            continue
+        for mode, m in modes.items():
+            if mode != NAIVE and m["serving_s"].get("median"):
+                ratio = m["serving_s"]["median"] / base["serving_s"]["median"]
+                naive.append(f"{provider} {mode} {ratio:.2f} x")
+    if not naive:
+        return []
+    return ["", "Against the original design's loop on the same provider, same run (**naive**: "
+                  "`show stat`, then `sleep 10`; for each DOWN server a destroy and a fresh, provisioned "
+                  "host - here site.yml, as `vagrant destroy -f` + `vagrant up` there): "
+            + "; ".join(naive) + " of its kill → serving time."]
