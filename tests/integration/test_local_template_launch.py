@@ -143,7 +143,9 @@ def test_a_missing_template_tree_is_a_provider_error_and_leaves_nothing(
 ) -> None:
     missing = tmp_path / "templates" / "web" / VERSION
     with pytest.raises(
-        ProviderError, match=rf"the template tree {missing} of version {VERSION} \(pool web\)"
+        ProviderError,
+        match=rf"the template tree {missing} of pool web's template version {VERSION} is missing .*"
+        r"bake the pool's template again - ansible-playbook playbooks/bake.yml",
     ):
         provider.launch("web", LaunchSpec(template=LaunchTemplate(str(missing), VERSION)))
     assert provider.list("web") == []
