@@ -4,20 +4,28 @@ A pool with ``template.enabled``: site.yml bakes its template (a local template 
 ``hapool/web:<version>``), checks it on a throw-away host, and launches every host from it, so no
 host is provisioned; an unchanged site.yml bakes nothing; heal.yml replaces a killed host from the
 current version; a changed nginx_web variable makes a new version that the next launch uses while
-the older hosts stay behind; a bake whose nginx configuration nginx -t refuses is recorded as
-failed, fails the run and leaves the current version and the serving hosts alone.
+the older hosts stay behind; a bake whose variables the role's argument_specs refuse, and one whose
+nginx configuration nginx -t refuses, are recorded as failed, fail the run and leave the current
+version and the serving hosts alone. A version whose artefact was deleted under a running pool
+(`docker image rm -f`, `rm -rf` of the tree) makes pool_instance fail saying to bake again; the
+next bake.yml bakes it again (sweeping what dead bakes left) and heal.yml launches from it. A
+build container removed in the middle of the role (docker) is a failed bake, recorded, with the
+pool lock given back and nothing left behind.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from helpers.heal import deployments, events, instances, kill_hard, pool
-from helpers.site import Deployment
+from helpers.modules import run_module
+from helpers.site import BIN, ROOT, Deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -105,7 +113,8 @@ def test_bake_launch_reuse_heal_new_version_and_failed_bake(
     assert len(newest) == 1, now
     assert f"Release two on {newest[0]}" in dep.hosts_answering(2, tries=60)
 
-    # a bake that nginx -t refuses: recorded, the run fails, current and the serving hosts stay
+    # a bake whose variables the role's argument_specs refuse: recorded, the run fails, current
+    # and the serving hosts stay
     broken = dep.play("site.yml", nginx_web_worker_connections="many")
     assert broken.returncode != 0
     assert "bake failed" in broken.stdout + broken.stderr
@@ -113,6 +122,16 @@ def test_bake_launch_reuse_heal_new_version_and_failed_bake(
     assert len(failed) == 1 and failed[0]["current"] == second, failed
     record = next(v for v in index(dep)["versions"] if v["version"] == failed[0]["version"])  # type: ignore[union-attr]
     assert record["usable"] is False and record["reason"]
+    assert index(dep)["current"] == second
+    assert len(dep.hosts_answering(2)) >= 2
+
+    # one that passes argument_specs (worker_processes is a string) but renders a configuration
+    # nginx -t refuses on the build host ("worker_processes many;"): the same
+    refused = dep.play("site.yml", nginx_web_worker_processes="many")
+    assert refused.returncode != 0 and "bake failed" in refused.stdout + refused.stderr
+    failed = actions(dep, "bake_failed")
+    assert len(failed) == 2 and failed[1]["current"] == second, failed
+    assert "Write nginx.conf (validated with nginx -t" in str(failed[1]["reason"]), failed[1]
     assert index(dep)["current"] == second
     assert len(dep.hosts_answering(2)) >= 2
     if provider == "docker":
@@ -128,6 +147,15 @@ def test_bake_launch_reuse_heal_new_version_and_failed_bake(
         assert not list((dep.root / "templates" / "web").glob("build-*")), (
             "a failed bake left its build directory"
         )
+
+    if provider == "docker":  # a base image's entry point cannot wrap the start script
+        entrypoint = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{json .Config.Entrypoint}}", f"hapool/web:{second}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert entrypoint in ("null", "[]"), entrypoint
 
     # teardown.yml removes what site.yml made, the baked versions too
     ok(dep.play("teardown.yml"))
@@ -148,3 +176,136 @@ def test_bake_launch_reuse_heal_new_version_and_failed_bake(
     else:
         assert not (dep.root / "templates" / "web" / str(first)).exists()
         assert not (dep.root / "templates" / "web" / str(second)).exists()
+
+
+def docker_scope(dep: Deployment) -> str:
+    return (dep.root / "docker" / "docker-scope").read_text().strip()
+
+
+def build_containers(dep: Deployment) -> list[str]:
+    return subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-a",
+            "--filter",
+            f"name=hapool-bake-{docker_scope(dep)}-",
+            "--format",
+            "{{.Names}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.parametrize("provider", ["local", "docker"])
+def test_a_deleted_artefact_is_baked_again_and_heal_launches_from_it(
+    deploy: Callable[..., Deployment], provider: str
+) -> None:
+    dep = deploy(provider, template={"enabled": True})
+    first = str(index(dep)["current"])
+    entry = pool(provider, template={"enabled": True})
+
+    # the artefact goes under a running pool (its hosts keep running)
+    if provider == "docker":
+        subprocess.run(
+            ["docker", "image", "rm", "-f", f"hapool/web:{first}"], capture_output=True, check=True
+        )
+    else:
+        shutil.rmtree(dep.root / "templates" / "web" / first)
+    assert len(dep.hosts_answering(2)) == 2
+
+    # a launch from it fails saying what to do, and leaves no host
+    before = {i.name for i in instances(dep, provider)}
+    launch = run_module("pool_instance", {"pool": entry, "state_dir": str(dep.root)})
+    assert launch["failed"] and "(deleted?)" in launch["msg"], launch
+    assert (
+        "bake the pool's template again - ansible-playbook playbooks/bake.yml (or site.yml)" in launch["msg"]
+    )
+    assert {i.name for i in instances(dep, provider)} == before
+
+    # what dead bakes left (their run gone): swept by the next bake
+    tdir = dep.root / "templates" / "web"
+    dead_build = tdir / f"build-{first}-{dead_pid()}-1"
+    (dead_build / "conf").mkdir(parents=True)
+    if provider == "docker":
+        orphan = f"hapool-bake-{docker_scope(dep)}-web-{'0' * 12}"
+        subprocess.run(
+            ["docker", "create", "--name", orphan, "hapool/base:bookworm"], capture_output=True, check=True
+        )
+        assert orphan in build_containers(dep)
+
+    # bake.yml bakes the same version again, saying why
+    again = dep.play("bake.yml")
+    ok(again)
+    bakes = actions(dep, "bake")
+    assert [b["version"] for b in bakes] == [first, first], bakes
+    assert f"the artefact {'hapool/web:' + first if provider == 'docker' else tdir / first}" in str(
+        bakes[1]["reason"]
+    )
+    assert str(bakes[1]["reason"]).endswith("is missing"), bakes[1]
+    assert index(dep)["current"] == first
+    assert not dead_build.exists()
+    if provider == "docker":
+        assert build_containers(dep) == []
+        assert (
+            subprocess.run(
+                ["docker", "image", "inspect", f"hapool/web:{first}"], capture_output=True, check=False
+            ).returncode
+            == 0
+        )
+    else:
+        assert (tdir / first / "conf" / "nginx.conf").is_file()
+    # nothing to bake now
+    assert "reuse" in " ".join(dep.play("bake.yml").stdout.split())
+
+    # heal.yml replaces a killed host from it
+    victim = next(i for i in instances(dep, provider) if i.alive)
+    kill_hard(victim)
+    ok(dep.play("heal.yml"))
+    replaced = actions(dep, "replace")
+    assert [e["instance"] for e in replaced] == [victim.name], replaced
+    assert versions(dep, provider)[str(replaced[0]["replacement"])] == first
+    assert len(dep.hosts_answering(2, tries=60)) == 2
+
+
+def test_a_build_container_removed_mid_bake_is_a_recorded_failure_and_the_lock_is_given_back(
+    deploy: Callable[..., Deployment],
+) -> None:
+    dep = deploy("docker", template={"enabled": True})
+    first = str(index(dep)["current"])
+    extra = {**dep.extra_vars, "nginx_web_index_content": "Release two on {{ nginx_web_hostname }}\n"}
+    command = [str(BIN / "ansible-playbook"), "-i", str(dep.inventory), str(ROOT / "playbooks" / "bake.yml"),
+               "-e", json.dumps(extra)]  # fmt: skip
+    with subprocess.Popen(
+        command, cwd=ROOT, env=dep.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as run:
+        removed = None
+        deadline = time.monotonic() + 240
+        while removed is None and run.poll() is None and time.monotonic() < deadline:
+            for name in build_containers(dep):
+                subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=True)
+                removed = name
+            time.sleep(0.1)
+        output, _ = run.communicate(timeout=600)
+    assert removed is not None, "the build container was never seen:\n" + output[-4000:]
+    assert run.returncode != 0 and "bake failed" in output, output[-6000:]
+    failed = actions(dep, "bake_failed")
+    assert len(failed) == 1 and failed[0]["current"] == first, failed
+    assert index(dep)["current"] == first
+    record = next(v for v in index(dep)["versions"] if v["version"] == failed[0]["version"])  # type: ignore[union-attr]
+    assert record["usable"] is False and record["reason"], record
+    # nothing left behind, and the pool lock was given back: the next run is not "locked"
+    assert build_containers(dep) == []
+    assert not list((dep.root / "templates" / "web").glob("build-*"))
+    heal = dep.play("heal.yml")
+    ok(heal)
+    assert "locked:" not in heal.stdout, heal.stdout[-3000:]
+    assert len(dep.hosts_answering(2)) == 2
