@@ -162,8 +162,10 @@ plan:
           replacement, to stay within C(max)), and for a
           replacement C(replacement) (the new host's name, picked here so that it is logged
           before the launch) and C(adopt) (true when that host exists already, as an earlier
-          run launched it and was interrupted before it destroyed this one; it is taken and
-          nothing is launched).
+          run launched it and was interrupted before it destroyed this one, or the watcher's
+          fast path launched it; it is taken and nothing is launched), C(launched_at) (when
+          that earlier launch was logged) and C(promote) (the replacement is a warm host of the
+          pool that HAProxy reports UP, taken into service instead of a launch).
       type: list
       elements: dict
 todo:
@@ -192,6 +194,14 @@ instances:
   returned: always
   type: list
   elements: dict
+warm:
+  description:
+    - The pool's warm hosts (its warm file, C(<state_dir>/warm/<pool>.json)) - not members of the pool,
+      left out of the plan. A replacement may be one of them that HAProxy reports UP
+      (RV(plan.decisions[].promote)), taken into service instead of a launch.
+  returned: always
+  type: list
+  elements: str
 events:
   description: Events appended to the event log by this run.
   returned: always
@@ -219,6 +229,7 @@ from ansible.module_utils.hapool.providers.options import (
     pool_params,
     provider_from_params,
 )
+from ansible.module_utils.hapool.providers.state import default_state_root
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
@@ -227,9 +238,9 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     pool = validate_pool(str(pool_cfg.get("name") or ""))
     now = p["now"] if p["now"] is not None else time.time()
     with provider_from_params(pool_params(p)) as provider:
-        observed = observe_heal(
-            pool_cfg, RuntimeClient(p["socket"], timeout=p["timeout"]), provider, p["event_log"], now
-        )
+        client = RuntimeClient(p["socket"], timeout=p["timeout"])
+        state_root = p["state_dir"] or str(default_state_root())
+        observed = observe_heal(pool_cfg, client, provider, p["event_log"], now, state_root=state_root)
     plan, instances = observed.plan, observed.instances
     if observed.warning:
         module.warn(observed.warning)
@@ -265,6 +276,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         "changed": False,
         "plan": plan.as_dict(),
         "instances": [i.to_dict() for i in instances],
+        "warm": observed.warm,
         "events": events,
         "now": now,
     }

@@ -186,6 +186,11 @@ plan:
     settings:
       description: The scaling settings used (defaults filled in).
       type: dict
+warm:
+  description: The pool's warm hosts (not members of the pool, not in the plan).
+  returned: always
+  type: list
+  elements: str
 todo:
   description:
     - The plan's actions as lists ready to loop over, each entry with its C(pool). Over several
@@ -206,7 +211,13 @@ todo:
     launch:
       description:
         - The pool (O(pool), as given) once per host to launch, the C(_hapool_launch_pool) of
-          C(playbooks/tasks/launch_host.yml).
+          C(playbooks/tasks/launch_host.yml) - the hosts of the scale-out that no warm host covers.
+      type: list
+      elements: dict
+    promote:
+      description:
+        - The warm hosts the scale-out takes into service instead of launching (C(pool), C(name)) -
+          warm hosts HAProxy reports UP, oldest first (M(pool_warm)).
       type: list
       elements: dict
     scale_out:
@@ -278,6 +289,10 @@ def read_protected(path: str | None) -> list[str]:
     return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
 
 
+from ansible.module_utils.hapool.providers.state import default_state_root
+from ansible.module_utils.hapool.warm import read_warm, ready_warm, split_rows, split_warm
+
+
 def run(module: AnsibleModule) -> dict[str, Any]:
     p = module.params
     pool_cfg = dict(p["pool"])
@@ -295,8 +310,12 @@ def run(module: AnsibleModule) -> dict[str, Any]:
             files[policy.name] = None if blank else parse_desired_file(str(text), policy.path)
 
     rows = [row for row in RuntimeClient(p["socket"], timeout=p["timeout"]).show_stat(pool) if row.is_server]
+    # warm hosts (hapool.warm) are no members: neither counted nor removed; a scale-out takes them
+    # first (tasks/scale_launch.yml)
+    warm = read_warm(p["state_dir"] or str(default_state_root()), pool)
+    rows, warm_rows = split_rows(rows, warm, key=lambda r: r.server)
     with provider_from_params(pool_params(p)) as provider:
-        instances = provider.list(pool)
+        instances, warm_instances = split_warm(provider.list(pool), warm)
         cpu = None
         if "cpu" in settings.metrics:
             alive = [i.name for i in instances if i.alive]
@@ -304,14 +323,27 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     history = []
     if p["event_log"]:
         history = read_events(p["event_log"], pool=pool, actions=(*SCALE_EVENTS, *HISTORY_ACTIONS))
-    plan = plan_scale(pool, settings, observe(instances, rows, cpu), history, now=now, file_values=files,
-                      superseded=superseded(instances, history, pool, leaving=leaving_hosts(history)))
+    plan = plan_scale(
+        pool,
+        settings,
+        observe(instances, rows, cpu),
+        history,
+        now=now,
+        file_values=files,
+        superseded=superseded(instances, history, pool, leaving=leaving_hosts(history)),
+    )
     planned = plan.as_dict()
+    todo = loop_items(planned, pool_cfg)
+    # A scale-out takes the warm hosts HAProxy reports UP first (a runtime change), then launches.
+    ready = ready_warm(warm_instances, warm_rows)[: len(todo["launch"])]
+    todo["promote"] = [{"pool": pool, "name": name} for name in ready]
+    todo["launch"] = todo["launch"][len(ready) :]
     return {
         "changed": False,
         "plan": planned,
-        "todo": loop_items(planned, pool_cfg),
+        "todo": todo,
         "instances": [i.to_dict() for i in instances],
+        "warm": sorted(warm),
         "protected": sorted(settings.protected),
         "now": now,
     }

@@ -161,6 +161,10 @@ def pool_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+from ansible.module_utils.hapool.providers.state import default_state_root
+from ansible.module_utils.hapool.warm import read_warm, split_warm
+
+
 def run(module: AnsibleModule) -> dict[str, Any]:
     p = pool_params(module.params)
     pool = validate_pool(str(p["pool"] or ""))
@@ -168,12 +172,25 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     if p["event_log"]:
         history = read_events(p["event_log"], pool=pool, actions=(SCALE_DRAIN, *HISTORY_ACTIONS))
     with provider_from_params(p) as provider:
-        instances = provider.list(pool)
-    plan = plan_site(pool, p["desired"], p["max"], instances, leaving=leaving_hosts(history),
-                     superseded=superseded(instances, history, pool, leaving=leaving_hosts(history)))
+        everything = provider.list(pool)
+    # warm hosts (hapool.warm) are no members: the warm pool's refill keeps them
+    instances, _warm = split_warm(everything, read_warm(p["state_dir"] or str(default_state_root()), pool))
+    plan = plan_site(
+        pool,
+        p["desired"],
+        p["max"],
+        instances,
+        leaving=leaving_hosts(history),
+        superseded=superseded(instances, history, pool, leaving=leaving_hosts(history)),
+    )
     planned = plan.as_dict()
-    return {"changed": False, "plan": planned, "todo": loop_items(planned),
-            "instances": [i.to_dict() for i in instances]}
+    return {
+        "changed": False,
+        "plan": planned,
+        "todo": loop_items(planned),
+        "instances": [i.to_dict() for i in instances],
+        "warm": [i.name for i in _warm],
+    }
 
 
 def main() -> None:

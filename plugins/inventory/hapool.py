@@ -17,7 +17,9 @@ description:
   - "Host variables: C(hapool_pool), C(hapool_instance), C(hapool_provider), C(hapool_address),
     C(hapool_port), C(hapool_created), C(hapool_state), C(hapool_alive), C(hapool_template) (the
     launch template version the host was launched from, null for a host launched bare), and the
-    connection.
+    connection. A warm host (named in its pool's warm file, C(<state_dir>/warm/<pool>.json)) is in
+    the group C(hapool_warm) too, with C(hapool_warm=true) and C(hapool_weight=0): the balancer
+    renders it with weight 0 (checked, no traffic) until a promotion takes it into service.
     V(local): C(ansible_connection=local), C(ansible_python_interpreter={{ ansible_playbook_python }})
     and the nginx_web role's paths pinned to the instance's nginx - C(nginx_web_prefix),
     C(nginx_web_conf_file) (C(<prefix>/conf/nginx.conf)), C(nginx_web_pid_file)
@@ -148,6 +150,7 @@ from ansible.module_utils.hapool.providers import (
     validate_pool,
 )
 from ansible.module_utils.hapool.providers.options import provider_from_params
+from ansible.module_utils.hapool.warm import read_warm
 
 CONFIG_NAMES = ("hapool.yml", "hapool.yaml")
 CONFIG_SUFFIXES = (".hapool.yml", ".hapool.yaml")
@@ -242,9 +245,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             "vagrantfile": self.get_option("vagrantfile") or str(_PROJECT_DIR / "Vagrantfile"),
         }
         self.inventory.add_group("hapool_instances")
+        warm: dict[str, dict[str, Any]] = {}  # pool -> its warm file (hapool.warm)
         for name in providers:
             for instance in self._instances(name, params, pools, path):
-                self._add(instance, params["docker_host"])
+                if instance.pool not in warm:
+                    try:
+                        warm[instance.pool] = read_warm(state_dir, instance.pool)
+                    except HapoolError as exc:
+                        raise AnsibleParserError(f"hapool inventory {path}: {exc}") from exc
+                self._add(instance, params["docker_host"], warm=instance.name in warm[instance.pool])
 
     def _instances(
         self, provider_name: str, params: dict[str, Any], pools: list[str], path: str
@@ -262,7 +271,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         except HapoolError as exc:
             raise AnsibleParserError(f"hapool inventory {path}: the {provider_name} provider: {exc}") from exc
 
-    def _add(self, instance: Instance, docker_host: str | None) -> None:
+    def _add(self, instance: Instance, docker_host: str | None, *, warm: bool = False) -> None:
         if not instance.alive and not self.get_option("include_stopped"):
             return
         host = instance.name
@@ -270,10 +279,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         groups = [pool_group, f"provider_{instance.provider}", "hapool_instances"]
         if not instance.alive:
             groups.append("hapool_stopped")
+        if warm:
+            groups.append("hapool_warm")
         for group in groups:
             self.inventory.add_group(group)
             self.inventory.add_host(host, group=group)
         variables = host_vars(instance, docker_host)
+        if warm:
+            # a warm host (hapool.warm): in the backend with weight 0, checked, no traffic
+            variables.update(hapool_warm=True, hapool_weight=0)
         for key, value in variables.items():
             self.inventory.set_variable(host, key, value)
         strict = self.get_option("strict")

@@ -26,9 +26,10 @@ from ansible.module_utils.hapool.fastheal import FastConfig, fast_heal, provider
 from ansible.module_utils.hapool.haproxy import RuntimeClient
 from ansible.module_utils.hapool.lock import acquire
 from ansible.module_utils.hapool.providers import LaunchSpec, LaunchTemplate, Provider
+from ansible.module_utils.hapool.warm import read_warm, refill
 from helpers.heal import kill_hard
 from helpers.procs import HAProxy, wait_until
-from test_local_template_launch import template_tree
+from test_local_template_launch import get, template_tree
 
 pytestmark = pytest.mark.integration
 
@@ -189,3 +190,57 @@ def test_an_unreadable_fast_path_file_is_refused_naming_it(tmp_path: Path) -> No
     path.write_text(json.dumps({"version": 1}))
     with pytest.raises(InvalidArgumentError, match="socket must be"):
         FastConfig.load(str(path))
+
+
+def test_a_warm_host_takes_no_traffic_and_is_promoted_in_milliseconds(setup: Setup) -> None:
+    warm_entry = entry(warm={"size": 1})
+    template = LaunchTemplate(str(baking.artifact_name("local", str(setup.root), "web", VERSION)), VERSION)
+
+    def refill_now() -> Any:
+        return refill(
+            warm_entry,
+            setup.provider,
+            setup.client,
+            state_root=str(setup.root),
+            check_defaults=CHECKS,
+            template=template,
+            grace_period=0,
+            now=time.time(),
+            clock=time.time,
+        )
+
+    filled = refill_now()
+    assert filled.error is None and len(filled.launched) == 1, filled
+    warm_name = filled.launched[0]["name"]
+    assert list(read_warm(str(setup.root), "web")) == [warm_name]
+    wait_until(lambda: setup.status(warm_name) == "UP", 10, "the warm host UP")
+    row = next(r for r in setup.client.show_stat("web") if r.server == warm_name)
+    assert row.weight == 0
+    pages = {get(f"http://127.0.0.1:{setup.lb.frontend_port}/") for _ in range(30)}
+    assert f"<h1>Hello {warm_name}!</h1>\n" not in pages, "a warm host took traffic"
+    assert refill_now().launched == []  # full: nothing more
+
+    victim = setup.hosts[0]
+    kill_hard(victim)
+    wait_until(lambda: not setup.provider.get("web", victim.name).alive, 10, "dead")  # type: ignore[union-attr]
+    result = fast_heal(setup.config(pools=[warm_entry]))
+    assert len(result.replaced) == 1, result
+    item = result.replaced[0]
+    assert item.promoted and item.replacement == warm_name and item.error is None, item
+    assert item.registered is not None and item.registered - item.started < 0.5, item
+    assert read_warm(str(setup.root), "web") == {}
+    row = next(r for r in setup.client.show_stat("web") if r.server == warm_name)
+    assert row.weight == 1 and row.status == "UP"
+    wait_until(
+        lambda: f"<h1>Hello {warm_name}!</h1>\n" == get(f"http://127.0.0.1:{setup.lb.frontend_port}/"),
+        5,
+        "the promoted host answering",
+        interval=0.05,
+    )
+    log = read_events(str(setup.root / "heal" / "events.jsonl"), pool="web")
+    assert [e["action"] for e in log] == ["replace_launch", "warm_promote"], log
+    assert log[0]["replacement"] == warm_name and log[0]["promote"] is True
+
+    # the next refill launches a new warm host in its place
+    again = refill_now()
+    assert len(again.launched) == 1 and again.launched[0]["name"] != warm_name, again

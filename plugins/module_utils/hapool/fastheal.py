@@ -33,6 +33,7 @@ after it validated them (:class:`FastConfig`, ``<state root>/heal/fastpath.json`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -53,18 +54,13 @@ from .events import (
 )
 from .haproxy import RuntimeClient
 from .healing import HISTORY_ACTIONS, HealPlan, name_new_replacements, plan_heal
+from .launching import add_at_runtime, entry_params, provider_for, runtime_server_params
 from .lock import acquire, release
 from .providers import Instance, Provider, validate_pool
-from .providers.options import (
-    LAUNCH_ARGUMENT_SPEC,
-    PROVIDER_ARGUMENT_SPEC,
-    launch_spec,
-    pool_params,
-    provider_from_params,
-)
-from .server_change import WantedServer, execute_plan, plan_server_change
+from .providers.options import launch_spec
 from .sizing import leaving_hosts
 from .stats import StatRow
+from .warm import assign_warm, promote, read_warm, ready_warm, split_rows, split_warm
 
 #: The format of the fast-path file (:class:`FastConfig`).
 FAST_CONFIG_VERSION = 1
@@ -141,19 +137,7 @@ class Observed:
     instances: list[Instance]
     log_events: list[dict[str, Any]]  # event_log_corrupt, once per set of bad lines
     warning: str | None = None
-
-
-def entry_params(entry: Mapping[str, Any], state_root: str | None, name: str | None = None) -> dict[str, Any]:
-    """The parameters ``pool_instance`` has when a task gives it only the pool's entry (its
-    provider and launch options come from the entry) and the state root."""
-    params: dict[str, Any] = dict.fromkeys((*PROVIDER_ARGUMENT_SPEC, *LAUNCH_ARGUMENT_SPEC))
-    params.update(pool=dict(entry), state_dir=state_root, name=name)
-    return pool_params(params)
-
-
-def provider_for(entry: Mapping[str, Any], state_root: str | None) -> Provider:
-    """The provider of a pool entry, as a module given the entry builds it (no task options)."""
-    return provider_from_params(entry_params(entry, state_root))
+    warm: list[str] = field(default_factory=list)  # the pool's warm hosts (not in the plan)
 
 
 def observe_heal(
@@ -162,6 +146,8 @@ def observe_heal(
     provider: Provider,
     event_log: str | None,
     now: float,
+    *,
+    state_root: str | None = None,
 ) -> Observed:
     """heal.yml's observation and decision for one pool (module ``heal_plan`` and the fast path):
     the servers of ``show stat``, the provider's instances and the event history, then
@@ -182,40 +168,19 @@ def observe_heal(
             log_events += [corrupt] if corrupt is not None else []
     leaving = leaving_hosts(history)
     replaced = [e for e in history if e.get("action") in HISTORY_ACTIONS]
-    instances = provider.list(pool)
-    plan = plan_heal(entry, rows, instances, replaced, now, leaving=leaving)
-    taken = provider.ledger.used(pool) | {i.name for i in instances}
+    everything = provider.list(pool)
+    # Warm hosts (hapool.warm) are no members: the plan never sees them; the ready ones are
+    # named as the replacements, promoted instead of a launch.
+    warm_names = read_warm(state_root, pool) if state_root else {}
+    instances, warm_instances = split_warm(everything, warm_names)
+    member_rows, warm_rows = split_rows(rows, warm_names, key=lambda r: r.server)
+    plan = plan_heal(entry, member_rows, instances, replaced, now, leaving=leaving)
+    ready = ready_warm(warm_instances, warm_rows)
+    if ready:
+        plan = dataclasses.replace(plan, decisions=tuple(assign_warm(plan.decisions, ready)))
+    taken = provider.ledger.used(pool) | {i.name for i in everything}
     plan = name_new_replacements(plan, taken, provider.rng)
-    return Observed(plan, instances, log_events, warning)
-
-
-def runtime_server_params(
-    entry: Mapping[str, Any], check_defaults: Mapping[str, Any], instance: Instance
-) -> dict[str, Any]:
-    """``haproxy_server``'s parameters for a host launched from a template, as
-    ``tasks/register_runtime.yml`` passes them: health-gated (it starts DOWN and takes traffic
-    after ``rise`` good checks), checked at ``fastinter`` until then."""
-    check = {**check_defaults, **(entry.get("check") or {})}
-
-    def text(key: str) -> str | None:
-        value = check.get(key)
-        return None if value in (None, "") else str(value)
-
-    return {
-        "backend": entry["name"],
-        "name": instance.name,
-        "address": instance.address,
-        "port": instance.port,
-        "state": "present",
-        "weight": entry.get("weight"),
-        "check": bool(check.get("enabled", True)),
-        "inter": text("inter"),
-        "fastinter": text("fastinter"),
-        "downinter": text("fastinter") or text("inter"),
-        "rise": check.get("rise"),
-        "fall": check.get("fall"),
-        "slowstart": text("slowstart"),
-    }
+    return Observed(plan, everything, log_events, warning, sorted(warm_names))
 
 
 @dataclass
@@ -231,6 +196,7 @@ class FastReplacement:
     registered: float | None = None  # added to the balancer
     template: str | None = None
     error: str | None = None
+    promoted: bool = False  # a warm host taken into service, not a launch
 
 
 @dataclass
@@ -293,7 +259,14 @@ def _fast_pool(
         result.skipped[pool] = "no baked template version (heal.yml launches and provisions)"
         return
     with provider_for(entry, config.state_root) as provider:
-        observed = observe_heal(entry, client, provider, config.event_log, clock() if now is None else now)
+        observed = observe_heal(
+            entry,
+            client,
+            provider,
+            config.event_log,
+            clock() if now is None else now,
+            state_root=config.state_root,
+        )
         todo = [
             d
             for d in observed.plan.decisions
@@ -319,8 +292,37 @@ def _fast_pool(
                     age=None if decision.age is None else round(decision.age, 3),
                     run=result.run,
                     by=by,
+                    promote=decision.promote or None,
                 ),
             )
+            if decision.promote:
+                # a warm host: out of the warm file, then its weight (a runtime change)
+                weight = int(entry.get("weight") or 1)
+                try:
+                    promoted = promote(client, config.state_root, pool, decision.replacement, weight)
+                except HapoolError as exc:
+                    item.error = f"promotion failed: {exc}"
+                    continue
+                item.launched = item.registered = clock()
+                item.promoted = promoted
+                if not promoted:
+                    item.error = f"{decision.replacement} is no longer a warm host"
+                    continue
+                append_event(
+                    config.event_log,
+                    make_event(
+                        time=item.registered,
+                        pool=pool,
+                        action="warm_promote",
+                        instance=decision.replacement,
+                        reason=f"replaces {decision.name}",
+                        duration=item.registered - started,
+                        weight=weight,
+                        run=result.run,
+                        by=by,
+                    ),
+                )
+                continue
             spec = launch_spec(entry_params(entry, config.state_root, decision.replacement))
             try:
                 instance = provider.launch(pool, replace(spec, template=template))
@@ -342,10 +344,8 @@ def _fast_pool(
                 continue
             item.launched = clock()
             item.template = template.version
-            wanted = WantedServer.from_params(runtime_server_params(entry, config.check_defaults, instance))
             try:
-                before = client.get_server(pool, instance.name)
-                execute_plan(client, plan_server_change(before, wanted))
+                add_at_runtime(client, entry, config.check_defaults, instance)
             except HapoolError as exc:
                 # heal.yml adopts the host all the same: its re-render registers it.
                 item.error = f"launched, not registered at runtime: {exc}"

@@ -161,6 +161,9 @@ class Decision:
     # replace: destroy the failed host before launching its replacement (launching first
     # would make more than ``max`` live hosts)
     destroy_first: bool = False
+    # replace: the replacement is a warm host of the pool (``replacement``), taken into service
+    # instead of launching one (hapool.warm)
+    promote: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -177,6 +180,7 @@ class Decision:
             "launched_at": self.launched_at,
             "dead": self.dead,
             "destroy_first": self.destroy_first,
+            "promote": self.promote,
         }
 
 

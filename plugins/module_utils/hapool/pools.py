@@ -321,6 +321,20 @@ def _template(value: Any, provider: Any) -> dict[str, Any]:
     return {"enabled": enabled, "variables": variables, "keep": keep}
 
 
+def _warm(value: Any, pool: Mapping[str, Any]) -> dict[str, Any]:
+    """The pool's warm pool (``hapool.warm``): ``size`` warm hosts launched from its template."""
+    warm = dict(_mapping({} if value is None else value, "warm"))
+    unknown = sorted(set(warm) - {"size"})
+    if unknown:
+        raise InvalidArgumentError(f"warm: unknown key(s) {', '.join(map(str, unknown))} (known: size)")
+    size = _whole(warm.get("size", 0), "warm.size", minimum=0)
+    if size and not (pool.get("template") or {}).get("enabled"):
+        raise InvalidArgumentError(
+            "warm.size: a warm pool is launched from the pool's baked template: set template.enabled: true"
+        )
+    return {"size": size}
+
+
 _SIMPLE: dict[str, Callable[[Any, str], Any]] = {
     "group": _word,
     "port": _port,
@@ -355,6 +369,7 @@ def _pool_body(entry: Mapping[str, Any]) -> dict[str, Any]:
         pool["launch"] = _launch(pool["launch"])
     if "provider" in pool or "template" in pool:
         pool["template"] = _template(pool.get("template"), pool.get("provider"))
+    pool.update({"warm": _warm(pool["warm"], pool)} if "warm" in pool else {})
     low, desired, high = pool_sizes(pool)
     for key, size in (("min", low), ("desired", desired), ("max", high)):
         if key in pool or "provider" in pool:

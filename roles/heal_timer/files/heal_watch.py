@@ -350,6 +350,12 @@ class Watcher:
         for item in result.replaced:
             if item.error:
                 self.say(f"fast path: {item.pool}/{item.name} -> {item.replacement}: {item.error}")
+            elif getattr(item, "promoted", False):
+                took_ms = ((item.launched or item.started) - item.started) * 1000
+                self.say(
+                    f"fast path: {item.pool}/{item.name} ({item.reason}) -> {item.replacement} "
+                    f"promoted from the warm pool in {took_ms:.0f} ms"
+                )
             else:
                 launch = (item.launched or item.started) - item.started
                 self.say(
