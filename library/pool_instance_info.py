@@ -121,6 +121,14 @@ template:
   returned: always
   type: dict
   sample: {"current": "3f9a2c0b1d4e", "behind": ["web-1a2b3c"]}
+warm:
+  description:
+    - The pool's warm hosts (its warm file, C(<state_dir>/warm/<pool>.json); M(pool_warm)) - in the
+      balancer with weight 0, not members. Empty without O(pool) or without a warm pool; null
+      (with a warning) when the warm file cannot be read.
+  returned: always
+  type: list
+  elements: str
 """
 
 from typing import Any
@@ -136,6 +144,7 @@ from ansible.module_utils.hapool.providers.options import (
 )
 from ansible.module_utils.hapool.providers.state import default_state_root
 from ansible.module_utils.hapool.templates import hosts_behind, index_path, read_index
+from ansible.module_utils.hapool.warm import WarmError, read_warm
 
 
 def template_view(entry: Any, pool: str | None, state_root: str, instances: list[dict[str, Any]]) -> Any:
@@ -163,12 +172,20 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     template = template_view(module.params["pool"], pool, state_root, instances)
     if template is not None and template.get("error"):
         module.warn(f"pool {pool}: launch template unknown: {template['error']}")
+    warm: list[str] | None = []
+    if pool is not None:
+        try:
+            warm = sorted(read_warm(state_root, pool))
+        except WarmError as exc:  # a status page prints the rest
+            module.warn(f"pool {pool}: warm hosts unknown: {exc}")
+            warm = None
     return {
         "changed": False,
         "instances": instances,
         "count": len(instances),
         "alive": sum(1 for i in instances if i["alive"]),
         "template": template,
+        "warm": warm,
     }
 
 
