@@ -160,6 +160,37 @@ echo "end $n" >> {runs_log}
             watcher.running.wait(30)
 
 
+def test_a_server_added_down_is_no_failure_but_its_later_fall_is(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server added at runtime starts DOWN (health-gated) until its good checks: the watcher
+    does not run a tick for it. A server DOWN at the watcher's first poll, and a new server that
+    later goes from UP to DOWN, do. Only the stats source is a stand-in (as above)."""
+    table = {("web", "web-a"): "DOWN"}
+    monkeypatch.setattr(heal_watch, "show_stat", lambda _path, _timeout: dict(table))
+    args = argparse.Namespace(
+        socket=str(tmp_path / "unused.sock"), timeout=1.0, ensure=None, ensure_interval=1.0, events=None,
+        instance="lb1", by="watcher", command=["true"], fast_path=None, module_utils=None, fast_retry=60.0,
+    )  # fmt: skip
+    log = io.StringIO()
+    watcher = heal_watch.Watcher(args, log)
+    watcher.poll()
+    assert watcher.running is not None  # DOWN at the first poll: a failure
+    watcher.running.wait(10)
+    table["web", "web-a"] = "UP"
+    table["web", "web-new"] = "DOWN"  # added at runtime, health-gated
+    for _ in range(3):
+        watcher.poll()
+    assert "web/web-new" not in log.getvalue() and not watcher.pending
+    table["web", "web-new"] = "UP"
+    watcher.poll()
+    table["web", "web-new"] = "DOWN"
+    watcher.poll()
+    assert "web/web-new: UP -> DOWN" in log.getvalue()
+    if watcher.running is not None:
+        watcher.running.wait(10)
+
+
 # ------------------------------------------------------------------------------ events
 
 

@@ -207,6 +207,7 @@ class Watcher:
         self.fast_since: float | None = None  # a failure the fast path has not acted on yet
         self.fast_module: Any = None  # hapool.fastheal, imported at first use
         self.fast_broken = ""  # why the fast path cannot run (said once)
+        self.polled = False  # a first poll saw the servers: a server new after it was just added
 
     def say(self, message: str) -> None:
         self.log.write(f"=== {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} watcher: {message}\n")
@@ -285,12 +286,17 @@ class Watcher:
                 with contextlib.suppress(OSError, ValueError):
                     current = show_stat(args.socket, args.timeout)
         for key, status in current.items():
+            if key not in self.seen and self.polled:
+                # a server added since the last poll: runtime-added ones start DOWN until their
+                # first good checks (health-gated) - no failure; its later transitions count
+                continue
             if failing(self.seen.get(key), status):
                 self.say(f"{key[0]}/{key[1]}: {self.seen.get(key)} -> {status}")
                 self.pending = True
                 if self.fast_since is None:
                     self.fast_since = time.monotonic()
         self.seen = current
+        self.polled = self.polled or self.socket_ok
         if self.fast_since is not None and self.socket_ok:
             self.fast()
         if self.running is not None and self.running.poll() is not None:
