@@ -189,6 +189,10 @@ kept:
   returned: with O(state=absent)
   type: list
   elements: str
+msg:
+  description: With O(state=failed), what failed (the pool, the version and O(reason)).
+  returned: with O(state=failed)
+  type: str
 checked:
   description: The throw-away host the artefact was checked on (O(state=baked)).
   returned: success
@@ -347,6 +351,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
                 "action": "failed",
                 "current": index.current,
                 "artifact": None,
+                "msg": f"pool {pool}: the bake of version {version} failed on its build host: {reason}",
             }
 
         started = float(build.get("started") or time.time())

@@ -16,7 +16,9 @@ pool lock given back and nothing left behind.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -309,3 +311,70 @@ def test_a_build_container_removed_mid_bake_is_a_recorded_failure_and_the_lock_i
     ok(heal)
     assert "locked:" not in heal.stdout, heal.stdout[-3000:]
     assert len(dep.hosts_answering(2)) == 2
+
+
+def test_an_unreachable_build_host_is_a_recorded_failure_and_the_controller_play_goes_on(
+    tmp_path: Path,
+) -> None:
+    """plays/bake.yml with a build host nothing can reach (ssh to a closed port): its tasks are
+    ignored as unreachable, the controller's play still runs - the bake is recorded failed with
+    the reason, the build directory removed - instead of the playbook ending there (which left
+    the pool lock held and no record). Local provider, no Docker."""
+    state = tmp_path / "state"
+    entry = pool("local", template={"enabled": True})
+    planned = run_module(
+        "pool_template",
+        {
+            "pool": entry,
+            "variables": {},
+            "role_dir": str(ROOT / "roles" / "nginx_web"),
+            "state_dir": str(state),
+        },
+    )
+    assert planned["action"] == "bake" and "build" in planned, planned
+    build = planned["build"]
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(
+        json.dumps(
+            {
+                "all": {
+                    "hosts": {"localhost": {"ansible_connection": "local"}},
+                    "children": {
+                        "hapool_bake": {
+                            "hosts": {
+                                "hapool-bake-web": {
+                                    "ansible_connection": "ssh",
+                                    "ansible_host": "127.0.0.1",
+                                    "ansible_port": closed,
+                                    "hapool_bake_variables": planned["variables"],
+                                }
+                            }
+                        }
+                    },
+                }
+            }
+        )
+    )
+    extra = {
+        "hapool_state_root": str(state),
+        "_hapool_locked": False,
+        "_hapool_bakes": [{"item": entry, "version": planned["version"], "build": build}],
+    }
+    run = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(ROOT / "playbooks" / "plays" / "bake.yml"),
+         "-e", json.dumps(extra)],
+        cwd=ROOT, env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    output = run.stdout + run.stderr
+    assert "Commit, check on a throw-away host, record" in output, output[-6000:]  # the controller's play ran
+    assert "BAKE FAILED" in output, output[-6000:]
+    (record,) = json.loads((state / "templates" / "web" / "index.json").read_text())["versions"]
+    assert (record["version"], record["usable"]) == (planned["version"], False)
+    assert "could not be reached" in record["reason"], record
+    (failed,) = [e for e in map(json.loads, (state / "heal" / "events.jsonl").read_text().splitlines())]
+    assert failed["action"] == "bake_failed" and failed["reason"] == record["reason"], failed
+    assert not Path(build["dir"]).exists(), "the build directory was left"
