@@ -28,7 +28,7 @@ from helpers.site import Deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-SETTINGS = {"template": {"enabled": True}, "warm": {"size": 1}, "max": 3}
+SETTINGS = {"template": {"enabled": True}, "warm": {"size": 1}, "max": 3, "flap_window": 0}
 
 
 @pytest.fixture
