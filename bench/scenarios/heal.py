@@ -32,7 +32,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,10 +147,19 @@ def converged(dep: Deployment, provider: str, timeout: float = 240) -> set[str]:
     return names
 
 
-def one_kill(dep: Deployment, provider: str, budget_s: float, *, logged: bool = True) -> dict[str, Any]:
-    before = converged(dep, provider)
+def one_kill(
+    dep: Deployment,
+    provider: str,
+    budget_s: float,
+    *,
+    logged: bool = True,
+    ready: Callable[[Deployment, str], set[str]] = converged,
+) -> dict[str, Any]:
+    """Kill the first serving host under wrk; the clock stops at the first answer of a host that
+    did not answer before. ``ready`` waits for the pool to be whole and names the serving hosts."""
+    before = ready(dep, provider)
     old_bodies = {f"Hello {n}!" for n in before}
-    victim = sorted(instances(dep, provider), key=lambda i: i.name)[0]
+    victim = sorted((i for i in instances(dep, provider) if i.name in before), key=lambda i: i.name)[0]
     load = Wrk(f"http://127.0.0.1:{dep.frontend}/", seconds=budget_s + 20, **WRK)
     try:
         time.sleep(2)  # wrk is up to speed
@@ -195,7 +204,7 @@ def _replace_event(dep: Deployment, victim: str) -> dict[str, Any]:
         found[:] = [e for e in events(dep) if e["action"] == "replace" and e["instance"] == victim]
         return bool(found)
 
-    wait_until(logged, 120, f"the replace event of {victim}", interval=0.5)
+    wait_until(logged, 240, f"the replace event of {victim}", interval=0.5)
     return found[0]
 
 
