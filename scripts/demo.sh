@@ -177,6 +177,21 @@ cat "$STATE/scale/demo-spread.txt"
 [ "$fails" -eq 0 ] && [ "${#answers[@]}" -eq "$SCALE_OUT" ] \
     || die "expected $SCALE_OUT hosts answering and no failed request"
 
+step "the pool's status (make status): each host's launch template version"
+ANSIBLE_CALLBACK_RESULT_FORMAT=json ansible-playbook playbooks/status.yml > "$STATE/scale/demo-status.log" 2>&1 \
+    || { tail -n 40 "$STATE/scale/demo-status.log" >&2; die "status.yml failed"; }
+python3 - "$STATE/scale/demo-status.log" <<'PY' || die "status.yml printed no table"
+import re, sys
+text = open(sys.argv[1], encoding="utf-8").read()
+lines = [m.group(1) for m in re.finditer(r'"msg": "(.*)"', text)]
+table = [l for l in lines if "POOL" in l]
+if not table:
+    sys.exit(1)
+for line in table[0].split("\\n"):
+    print("  " + line)
+PY
+grep -q "template: current" "$STATE/scale/demo-status.log" || die "status.yml shows no template version"
+
 step "auto scaling in: echo $SCALE_IN > $METRIC, then scale.yml until the pool has $SCALE_IN hosts, under load"
 echo "$SCALE_IN" > "$METRIC"
 load_out="$STATE/scale/demo-load.json"
