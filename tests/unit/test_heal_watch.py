@@ -476,3 +476,20 @@ def test_once_is_silent_while_the_socket_answers(
 def test_the_heal_tick_command_is_required_without_once() -> None:
     with pytest.raises(SystemExit):
         heal_watch.parse_args(["--socket", "/x"])
+
+
+@pytest.mark.parametrize(
+    ("status", "looked_at"),
+    [
+        ("UP", False),
+        ("UP 1/2", True),
+        ("DOWN", True),
+        ("DOWN 1/2", True),
+        ("MAINT", False),
+        ("no check", False),
+    ],
+)
+def test_a_tick_runs_the_fast_path_for_a_server_down_or_failing_its_checks(
+    status: str, looked_at: bool
+) -> None:
+    assert heal_watch.unhealthy(status) is looked_at

@@ -386,8 +386,16 @@ class Watcher:
             self.supervise(str(exc))
             return 1 if self.ensure_failed else 0
         if self.args.fast_path and any(unhealthy(status) for status in current.values()):
-            self.fast_since = time.monotonic() - self.args.fast_retry  # once: no retry when locked
-            self.fast()
+            # a run that holds the pool lock (a heal run of an earlier tick) usually ends or gives
+            # it back within seconds: try again for --once-fast-wait seconds, then leave it to the
+            # tick's own run
+            started = time.monotonic()
+            self.fast_since = started - self.args.fast_retry + self.args.once_fast_wait
+            while True:
+                self.fast()
+                if self.fast_since is None:
+                    break
+                time.sleep(0.25)
         return 0
 
     def run(self) -> None:
@@ -431,6 +439,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--fast-path", help="the pools of the fast path (heal.yml writes it); without it, only ticks"
     )
     parser.add_argument("--module-utils", help="the project's plugins/module_utils (hapool.fastheal)")
+    parser.add_argument(
+        "--once-fast-wait",
+        type=float,
+        default=5.0,
+        help="with --once: seconds the fast path tries again while another run holds the pool lock",
+    )
     parser.add_argument(
         "--fast-retry",
         type=float,
