@@ -190,7 +190,8 @@ if not table:
 for line in table[0].split("\\n"):
     print("  " + line)
 PY
-grep -q "template: current" "$STATE/scale/demo-status.log" || die "status.yml shows no template version"
+grep -Eq "template: current [0-9a-f]{12}" "$STATE/scale/demo-status.log" \
+    || die "status.yml shows no baked template version"
 
 step "auto scaling in: echo $SCALE_IN > $METRIC, then scale.yml until the pool has $SCALE_IN hosts, under load"
 echo "$SCALE_IN" > "$METRIC"
