@@ -434,7 +434,7 @@ def _recommend(  # noqa: PLR0911 - one return per outcome
     if not values:
         return Recommendation(policy.name, None, f"no warm host reports {policy.metric}: no recommendation")
     average = sum(values) / len(values)
-    shown = f"average {policy.metric} {average:.4g} over {len(values)} warm host(s)"
+    shown = f"average {policy.metric} {average:.4g} over {len(values)} warmed-up host(s)"
     if policy.kind == "target":
         assert policy.target is not None
         ratio = average / policy.target
