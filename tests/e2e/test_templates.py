@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -211,9 +212,12 @@ def dead_pid() -> int:
 def test_a_deleted_artefact_is_baked_again_and_heal_launches_from_it(
     deploy: Callable[..., Deployment], provider: str
 ) -> None:
-    dep = deploy(provider, template={"enabled": True})
+    # A version of its own: docker images are named hapool/<pool>:<version> on the shared engine,
+    # and deleting the one a parallel test's deployment runs would make it bake again.
+    template = {"enabled": True, "variables": {"nginx_web_json_path": f"/hello-{secrets.token_hex(4)}.json"}}
+    dep = deploy(provider, template=template)
     first = str(index(dep)["current"])
-    entry = pool(provider, template={"enabled": True})
+    entry = pool(provider, template=template)
 
     # the artefact goes under a running pool (its hosts keep running)
     if provider == "docker":
