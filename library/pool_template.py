@@ -14,7 +14,7 @@ description:
     M(pool_template_info)); its I(version) is a content hash of the provider's base, the pool's
     C(nginx_web_*) variables and the nginx_web role's files. A bake turns one version into an
     I(artefact) new hosts launch from, ready to serve with no provisioning: a docker image
-    C(hapool/<pool>:<version>) (V(docker)), a template tree
+    C(hapool/<pool>:<version>-<scope>) (V(docker), tagged with the deployment's docker scope), a template tree
     C(<state_dir>/templates/<pool>/<version>) (V(local))."
   - "A bake is three calls around the nginx_web role (C(playbooks/bake.yml) makes them):
     O(state=present) computes the version and, when the pool's index has no usable record of
@@ -332,7 +332,9 @@ def run(module: AnsibleModule) -> dict[str, Any]:
                 state_root,
                 pool,
                 version,
-                baking.artifact_name(p["provider"], state_root, pool, version),
+                baking.artifact_name(
+                    p["provider"], state_root, pool, version, scope=baking.docker_scope(provider)
+                ),
                 time.time(),
                 usable=False,
                 reason=reason,
@@ -381,7 +383,9 @@ def run(module: AnsibleModule) -> dict[str, Any]:
                     state_root,
                     pool,
                     version,
-                    baking.artifact_name(p["provider"], state_root, pool, version),
+                    baking.artifact_name(
+                        p["provider"], state_root, pool, version, scope=baking.docker_scope(provider)
+                    ),
                     time.time(),
                     usable=False,
                     reason=reason,

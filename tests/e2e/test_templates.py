@@ -1,16 +1,16 @@
 """Launch templates end to end, local and docker (real nginx, HAProxy, Docker engine, Ansible).
 
 A pool with ``template.enabled``: site.yml bakes its template (a local template tree, a docker image
-``hapool/web:<version>``), checks it on a throw-away host, and launches every host from it, so no
-host is provisioned; an unchanged site.yml bakes nothing; heal.yml replaces a killed host from the
-current version; a changed nginx_web variable makes a new version that the next launch uses while
-the older hosts stay behind; a bake whose variables the role's argument_specs refuse, and one whose
-nginx configuration nginx -t refuses, are recorded as failed, fail the run and leave the current
-version and the serving hosts alone. A version whose artefact was deleted under a running pool
-(`docker image rm -f`, `rm -rf` of the tree) makes pool_instance fail saying to bake again; the
-next bake.yml bakes it again (sweeping what dead bakes left) and heal.yml launches from it. A
-build container removed in the middle of the role (docker) is a failed bake, recorded, with the
-pool lock given back and nothing left behind.
+``hapool/web:<version>-<scope>``, the deployment's docker scope), checks it on a throw-away host,
+and launches every host from it, so no host is provisioned; an unchanged site.yml bakes nothing;
+heal.yml replaces a killed host from the current version; a changed nginx_web variable makes a new
+version that the next launch uses while the older hosts stay behind; a bake whose variables the
+role's argument_specs refuse, and one whose nginx configuration nginx -t refuses, are recorded as
+failed, fail the run and leave the current version and the serving hosts alone. A version whose
+artefact was deleted under a running pool (`docker image rm -f`, `rm -rf` of the tree) makes
+pool_instance fail saying to bake again; the next bake.yml bakes it again (sweeping what dead bakes
+left) and heal.yml launches from it. A build container removed in the middle of the role (docker) is
+a failed bake, recorded, with the pool lock given back and nothing left behind.
 """
 
 from __future__ import annotations
@@ -36,6 +36,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 @pytest.fixture
 def deploy(tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
     yield from deployments(tmp_path)
+
+
+def image(dep: Deployment, version: object) -> str:
+    """The docker image of a baked version: tagged with the deployment's docker scope."""
+    scope = (dep.root / "docker" / "docker-scope").read_text().strip()
+    return f"hapool/web:{version}-{scope}"
 
 
 def index(dep: Deployment) -> dict[str, object]:
@@ -70,7 +76,7 @@ def test_bake_launch_reuse_heal_new_version_and_failed_bake(
     pages = dep.hosts_answering(2)
     assert pages == {f"Hello {name}!" for name in versions(dep, provider)}, pages
     if provider == "docker":
-        assert all(i.extra["image"] == f"hapool/web:{first}" for i in instances(dep, provider))
+        assert all(i.extra["image"] == image(dep, first) for i in instances(dep, provider))
 
     # an unchanged site.yml reuses the version: no bake, no build host
     again = dep.play("site.yml")
@@ -153,7 +159,7 @@ def test_bake_launch_reuse_heal_new_version_and_failed_bake(
 
     if provider == "docker":  # a base image's entry point cannot wrap the start script
         entrypoint = subprocess.run(
-            ["docker", "image", "inspect", "--format", "{{json .Config.Entrypoint}}", f"hapool/web:{second}"],
+            ["docker", "image", "inspect", "--format", "{{json .Config.Entrypoint}}", image(dep, second)],
             capture_output=True,
             text=True,
             check=True,
@@ -169,7 +175,7 @@ def test_bake_launch_reuse_heal_new_version_and_failed_bake(
         )
         left_images = {
             ref
-            for ref in (f"hapool/web:{first}", f"hapool/web:{second}")
+            for ref in (image(dep, first), image(dep, second))
             if subprocess.run(
                 ["docker", "image", "inspect", ref], capture_output=True, check=False
             ).returncode
@@ -221,9 +227,7 @@ def test_a_deleted_artefact_is_baked_again_and_heal_launches_from_it(
 
     # the artefact goes under a running pool (its hosts keep running)
     if provider == "docker":
-        subprocess.run(
-            ["docker", "image", "rm", "-f", f"hapool/web:{first}"], capture_output=True, check=True
-        )
+        subprocess.run(["docker", "image", "rm", "-f", image(dep, first)], capture_output=True, check=True)
     else:
         shutil.rmtree(dep.root / "templates" / "web" / first)
     assert len(dep.hosts_answering(2)) == 2
@@ -253,7 +257,7 @@ def test_a_deleted_artefact_is_baked_again_and_heal_launches_from_it(
     ok(again)
     bakes = actions(dep, "bake")
     assert [b["version"] for b in bakes] == [first, first], bakes
-    assert f"the artefact {'hapool/web:' + first if provider == 'docker' else tdir / first}" in str(
+    assert f"the artefact {image(dep, first) if provider == 'docker' else tdir / first}" in str(
         bakes[1]["reason"]
     )
     assert str(bakes[1]["reason"]).endswith("is missing"), bakes[1]
@@ -263,7 +267,7 @@ def test_a_deleted_artefact_is_baked_again_and_heal_launches_from_it(
         assert build_containers(dep) == []
         assert (
             subprocess.run(
-                ["docker", "image", "inspect", f"hapool/web:{first}"], capture_output=True, check=False
+                ["docker", "image", "inspect", image(dep, first)], capture_output=True, check=False
             ).returncode
             == 0
         )

@@ -19,7 +19,7 @@ A bake has three steps; the role runs between the first two, on the build host:
 2. :func:`finish_build` - ``local``: stop the build nginx, empty ``logs/`` and ``tmp/``, turn the
    build directory's path and its listen address into placeholders (:func:`templates.templatize_tree`);
    ``docker``: write the start script (:data:`START_SCRIPT`: placeholders from the container's
-   name and address, then nginx in the foreground), commit ``hapool/<pool>:<version>`` with
+   name and address, then nginx in the foreground), commit ``hapool/<pool>:<version>-<docker scope>`` with
    ``CMD`` and labels, remove the build container.
 3. :func:`validate_artifact` - launch a throw-away host from the artefact through the provider, in
    a scratch state root (so no pool, heal or scale run ever sees it), ask its health check and its
@@ -176,8 +176,12 @@ def templates_dir(state_root: str | os.PathLike[str], pool: str) -> pathlib.Path
     return pathlib.Path(templates.index_path(state_root, pool)).parent
 
 
-def artifact_name(provider: str, state_root: str | os.PathLike[str], pool: str, version: str) -> str:
-    """Where a version's artefact goes: ``hapool/<pool>:<version>`` (docker), the directory
+def artifact_name(
+    provider: str, state_root: str | os.PathLike[str], pool: str, version: str, *, scope: str | None = None
+) -> str:
+    """Where a version's artefact goes: ``hapool/<pool>:<version>-<scope>`` (docker: ``scope`` is
+    the deployment's docker scope, so that two deployments on one engine never share, nor remove,
+    each other's images; ``hapool/<pool>:<version>`` without one), the directory
     ``<state_root>/templates/<pool>/<version>`` (local)."""
     if provider == "docker":
         if not _REPO_COMPONENT_RE.match(pool):
@@ -185,7 +189,9 @@ def artifact_name(provider: str, state_root: str | os.PathLike[str], pool: str, 
                 f"pool {pool}: a docker image cannot be named hapool/{pool} (a repository name has no "
                 "leading or trailing '_', nor three in a row); rename the pool to bake its template"
             )
-        return f"hapool/{pool}:{version}"
+        if scope is not None and not re.fullmatch(r"[0-9a-f]{12}", scope):
+            raise TemplateError(f"a docker scope is 12 hex digits, not {scope!r}")
+        return f"hapool/{pool}:{version}" + (f"-{scope}" if scope else "")
     if provider == "local":
         return str(templates_dir(state_root, pool) / version)
     raise TemplateError(
@@ -486,6 +492,13 @@ def _listen_placeholders(conf: pathlib.Path, endpoint: str) -> None:
     files.atomic_write(conf, text.replace(endpoint, f"{templates.ADDRESS}:{templates.PORT}"), mode=0o644)
 
 
+def docker_scope(provider: Provider) -> str | None:
+    """The deployment's docker scope (made when missing) that tags its images; None for another
+    provider."""
+    scope = getattr(provider, "scope", None)
+    return scope(create=True) if provider.name == "docker" and callable(scope) else None
+
+
 def finish_build(
     provider: Provider, build: Mapping[str, Any], paths: Mapping[str, Any], state_root: str
 ) -> str:
@@ -507,7 +520,7 @@ def finish_build(
         _listen_placeholders(prefix / "conf" / "nginx.conf", f"{build['address']}:{build['port']}")
         return str(prefix)
     if build.get("provider") == "docker":
-        reference = artifact_name("docker", state_root, pool, version)
+        reference = artifact_name("docker", state_root, pool, version, scope=docker_scope(provider))
         repository, tag = reference.rsplit(":", 1)
         conf = _path(paths.get("nginx_web_conf_file", "/etc/nginx/nginx.conf"), "nginx_web_conf_file")
         dirs = sorted(
