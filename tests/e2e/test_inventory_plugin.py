@@ -23,6 +23,7 @@ import docker
 import pytest
 from ansible.module_utils.hapool.providers import Instance, get_provider
 from ansible.module_utils.hapool.providers.local import pid_alive
+from ansible.module_utils.hapool.warm import write_warm
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -192,6 +193,22 @@ def test_dead_hosts_are_left_out_unless_asked_for(local, tmp_path):
     assert hosts_of(data, "dead") == {dead.name}
     assert data["_meta"]["hostvars"][dead.name]["hapool_alive"] is False
     assert data["_meta"]["hostvars"][alive.name]["server_line"] == f"server {alive.name} {alive.endpoint}"
+
+
+def test_warm_hosts_get_weight_zero_and_an_unreadable_warm_file_fails_the_source(local, tmp_path):
+    member, warm = local.launch("web"), local.launch("web")
+    write_warm(tmp_path / "state", "web", {warm.name: {"since": 1.0, "template": None}})
+    config = write_config(tmp_path / "w.hapool.yml", providers=["local"], state_dir=str(tmp_path / "state"))
+    data = inventory_json(config)
+    assert hosts_of(data, "web") == {member.name, warm.name}
+    assert hosts_of(data, "hapool_warm") == {warm.name}
+    hv = data["_meta"]["hostvars"]
+    assert hv[warm.name]["hapool_warm"] is True and hv[warm.name]["hapool_weight"] == 0
+    assert "hapool_warm" not in hv[member.name] and "hapool_weight" not in hv[member.name]
+    (tmp_path / "state" / "warm" / "web.json").write_text("{torn")
+    proc = inventory(config, check=False)
+    assert "cannot read the warm file" in proc.stderr and "web.json" in proc.stderr, proc.stderr
+    assert member.name not in proc.stdout  # the source failed as a whole: no host is half-known
 
 
 def test_only_hapool_config_files_are_claimed(tmp_path):
