@@ -123,7 +123,8 @@ def markdown(r: dict[str, Any]) -> str:
         base = rows.get("template", {}).get("serving_s", {}).get("median")
         warm = rows.get("template + warm pool", {}).get("serving_s", {}).get("median")
         if base and warm:
-            ratios.append(f"{provider}: {warm / base:.2f} x ({base - warm:.2f} s less)")
+            word = "less" if warm <= base else "more"
+            ratios.append(f"{provider}: {warm / base:.2f} x ({abs(base - warm):.2f} s {word})")
     if ratios:
         lines += ["", "With a warm pool, against the same pool without one: " + "; ".join(ratios) + "."]
     return "\n".join(lines)
