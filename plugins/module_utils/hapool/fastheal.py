@@ -82,7 +82,6 @@ class FastConfig:
     check_defaults: Mapping[str, Any]
     pools: tuple[Mapping[str, Any], ...]
     timeout: float = 5.0
-    written: float | None = None
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "the fast-path file") -> FastConfig:
@@ -105,7 +104,6 @@ class FastConfig:
         timeout = data.get("timeout", 5.0)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise InvalidArgumentError(f"{source}: timeout must be a positive number")
-        written = data.get("written")
         return cls(
             socket=data["socket"],
             state_root=data["state_root"],
@@ -114,7 +112,6 @@ class FastConfig:
             check_defaults=dict(checks),
             pools=tuple(dict(p) for p in pools),
             timeout=float(timeout),
-            written=float(written) if isinstance(written, (int, float)) else None,
         )
 
     @classmethod
