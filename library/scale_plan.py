@@ -220,6 +220,15 @@ todo:
           warm hosts HAProxy reports UP, oldest first (M(pool_warm)).
       type: list
       elements: dict
+    adopt:
+      description:
+        - The hosts the heal watcher's scale-out fast path launched (or promoted) and added to
+          the balancer at runtime - a C(scale_register) event each - that are alive and that no
+          C(scale_launch) event logged yet; C(scale.yml) re-renders the balancers, waits for
+          them and logs them. Each - C(pool), C(name), C(started) (the scale-out decision),
+          C(launched), C(promoted), C(adopted) (true).
+      type: list
+      elements: dict
     scale_out:
       description: RV(plan) in a list when the plan scales out, else empty.
       type: list
@@ -244,107 +253,44 @@ now:
   type: float
 """
 
-import os
 import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.hapool.errors import MetricFileError
-from ansible.module_utils.hapool.events import read_events
+from ansible.module_utils.hapool.fastscale import observe_scale
 from ansible.module_utils.hapool.haproxy import RUNTIME_ARGUMENT_SPEC, RuntimeClient
-from ansible.module_utils.hapool.healing import HISTORY_ACTIONS, superseded
 from ansible.module_utils.hapool.module import run_module
-from ansible.module_utils.hapool.providers import sample_cpu_percent, validate_pool
 from ansible.module_utils.hapool.providers.options import (
     PROVIDER_ARGUMENT_SPEC,
     pool_params,
     provider_from_params,
 )
-from ansible.module_utils.hapool.scaling import (
-    SCALE_EVENTS,
-    ScaleSettings,
-    loop_items,
-    observe,
-    parse_desired_file,
-    plan_scale,
-)
-from ansible.module_utils.hapool.sizing import leaving_hosts
-
-
-def read_text(path: str, what: str) -> str | None:
-    """A file's text, None when it does not exist; any other failure is an error."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read(65536)
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MetricFileError(f"cannot read the {what} {path}: {exc}") from exc
-
-
-def read_protected(path: str | None) -> list[str]:
-    if not path:
-        return []
-    text = read_text(path, "protect file") or ""
-    return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
-
-
 from ansible.module_utils.hapool.providers.state import default_state_root
-from ansible.module_utils.hapool.warm import read_warm, ready_warm, split_rows, split_warm
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
     p = module.params
     pool_cfg = dict(p["pool"])
-    pool = validate_pool(str(pool_cfg.get("name") or ""))
     now = p["now"] if p["now"] is not None else time.time()
-    protect_file = p["protect_file"] or (pool_cfg.get("scale") or {}).get("protect_file")
-    protected = read_protected(os.path.expanduser(protect_file) if protect_file else None)
-    settings = ScaleSettings.from_pool(pool_cfg, protected=protected)
-    files: dict[str, int | None] = {}
-    for policy in settings.policies:
-        if policy.kind == "file" and policy.path:
-            text = read_text(os.path.expanduser(policy.path), "metric file")
-            # Missing, or empty (caught in the middle of a non-atomic write): no recommendation.
-            blank = text is None or not text.strip()
-            files[policy.name] = None if blank else parse_desired_file(str(text), policy.path)
-
-    rows = [row for row in RuntimeClient(p["socket"], timeout=p["timeout"]).show_stat(pool) if row.is_server]
-    # warm hosts (hapool.warm) are no members: neither counted nor removed; a scale-out takes them
-    # first (tasks/scale_launch.yml)
-    warm = read_warm(p["state_dir"] or str(default_state_root()), pool)
-    rows, warm_rows = split_rows(rows, warm, key=lambda r: r.server)
+    client = RuntimeClient(p["socket"], timeout=p["timeout"])
     with provider_from_params(pool_params(p)) as provider:
-        instances, warm_instances = split_warm(provider.list(pool), warm)
-        cpu = None
-        if "cpu" in settings.metrics:
-            alive = [i.name for i in instances if i.alive]
-            cpu = sample_cpu_percent(provider, pool, alive, p["cpu_interval"]) if alive else {}
-    history = []
-    if p["event_log"]:
-        history = read_events(p["event_log"], pool=pool, actions=(*SCALE_EVENTS, *HISTORY_ACTIONS))
-    plan = plan_scale(
-        pool,
-        settings,
-        observe(instances, rows, cpu),
-        history,
-        now=now,
-        file_values=files,
-        superseded=superseded(instances, history, pool, leaving=leaving_hosts(history)),
-    )
-    planned = plan.as_dict()
-    todo = loop_items(planned, pool_cfg)
-    # A scale-out takes the warm hosts HAProxy reports UP first (a runtime change), then launches.
-    ready = ready_warm(warm_instances, warm_rows)[: len(todo["launch"])]
-    todo["promote"] = [{"pool": pool, "name": name} for name in ready]
-    todo["launch"] = todo["launch"][len(ready) :]
+        seen = observe_scale(
+            pool_cfg,
+            client,
+            provider,
+            p["event_log"],
+            now,
+            state_root=p["state_dir"] or str(default_state_root()),
+            protect_file=p["protect_file"],
+            cpu_interval=p["cpu_interval"],
+        )
     return {
         "changed": False,
-        "plan": planned,
-        "todo": todo,
-        "instances": [i.to_dict() for i in instances],
-        "warm": sorted(warm),
-        "protected": sorted(settings.protected),
+        "plan": seen.plan.as_dict(),
+        "todo": seen.todo,
+        "instances": [i.to_dict() for i in seen.instances],
+        "warm": seen.warm,
+        "protected": seen.protected,
         "now": now,
     }
 

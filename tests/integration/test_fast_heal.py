@@ -76,6 +76,12 @@ class Setup:
 
 @pytest.fixture
 def setup(tmp_path: Path, haproxy_factory: Callable[..., HAProxy]) -> Iterator[Setup]:
+    yield from make_setup(tmp_path, haproxy_factory)
+
+
+def make_setup(tmp_path: Path, haproxy_factory: Callable[..., HAProxy]) -> Iterator[Setup]:
+    """A balancer and 2 hosts of a template pool (test_fast_scale.py uses it too); every host
+    is destroyed at the end."""
     root = tmp_path / "state"
     (root / "heal").mkdir(parents=True)
     provider = provider_for(entry(), str(root))

@@ -110,6 +110,7 @@ echo "end $n" >> {runs_log}
     args = argparse.Namespace(
         socket=str(tmp_path / "unused.sock"), timeout=1.0, ensure=None, ensure_interval=1.0, events=None,
         instance="lb1", by="watcher", command=[str(tick)], fast_path=None, module_utils=None, fast_retry=60.0,
+        fast_scale=False, scale_interval=2.0,
     )  # fmt: skip
     watcher = heal_watch.Watcher(args, io.StringIO())
 
@@ -171,6 +172,7 @@ def test_a_server_added_down_is_no_failure_but_its_later_fall_is(
     args = argparse.Namespace(
         socket=str(tmp_path / "unused.sock"), timeout=1.0, ensure=None, ensure_interval=1.0, events=None,
         instance="lb1", by="watcher", command=["true"], fast_path=None, module_utils=None, fast_retry=60.0,
+        fast_scale=False, scale_interval=2.0,
     )  # fmt: skip
     log = io.StringIO()
     watcher = heal_watch.Watcher(args, log)
@@ -340,6 +342,7 @@ def _watcher(
         fast_path=None,
         module_utils=None,
         fast_retry=60.0,
+        fast_scale=False, scale_interval=2.0,
         command=["sh", "-c", f"echo tick >> {tmp_path / 'ticks'}"],
     )
     log = io.StringIO()
@@ -493,3 +496,42 @@ def test_a_tick_runs_the_fast_path_for_a_server_down_or_failing_its_checks(
     status: str, looked_at: bool
 ) -> None:
     assert heal_watch.unhealthy(status) is looked_at
+
+
+def test_the_scale_out_fast_path_needs_the_fast_path_file() -> None:
+    with pytest.raises(SystemExit):
+        heal_watch.parse_args(["--socket", "/x", "--fast-scale", "tick"])
+    args = heal_watch.parse_args(
+        ["--socket", "/x", "--fast-path", "/f.json", "--module-utils", "/m", "--fast-scale", "tick"]
+    )
+    assert args.fast_scale is True and args.scale_interval == 2.0
+
+
+def test_the_scale_out_check_runs_once_an_interval_and_a_scale_out_runs_a_tick() -> None:
+    # The planning itself is hapool.fastscale's (tests/integration/test_fast_scale.py, real
+    # HAProxy and hosts); here a stand-in for it counts the calls of the watcher's schedule.
+    args = argparse.Namespace(
+        socket="/unused", timeout=1.0, ensure=None, ensure_interval=1.0, events=None, instance="lb1",
+        by="watcher", command=["true"], fast_path="/f.json", module_utils="/m", fast_retry=60.0,
+        fast_scale=True, scale_interval=30.0,
+    )  # fmt: skip
+    watcher = heal_watch.Watcher(args, io.StringIO())
+    calls: list[bool] = []
+
+    def fake_scale() -> bool:
+        calls.append(True)
+        return len(calls) == 1  # the first check scales out
+
+    watcher.fast_scale = fake_scale  # type: ignore[method-assign]
+    watcher.scale_check()
+    assert calls == [True] and watcher.pending is True
+    watcher.pending = False
+    watcher.scale_check()  # within the interval: not planned again
+    assert calls == [True] and watcher.pending is False
+    watcher.scale_next = 0.0
+    watcher.scale_check()  # due again; nothing to do this time: no tick
+    assert calls == [True, True] and watcher.pending is False
+    watcher.socket_ok = False
+    watcher.scale_next = 0.0
+    watcher.scale_check()  # never while the balancer does not answer
+    assert len(calls) == 2

@@ -30,6 +30,8 @@ SCALE_IN = "scale_in"
 SCALE_LAUNCH = "scale_launch"
 SCALE_DRAIN = "scale_drain"
 SCALE_REMOVE = "scale_remove"
+SCALE_REGISTER = "scale_register"
+SCALE_LAUNCH_FAILED = "scale_launch_failed"
 
 # --- the balancer's supervision -------------------------------------------------------------------
 BALANCER_RESTART = "balancer_restart"
@@ -55,6 +57,8 @@ KNOWN_ACTIONS: Mapping[str, str] = {
     SCALE_LAUNCH: "a host launched by a scale-out serves",
     SCALE_DRAIN: "a host is marked as leaving, before a scale-in does anything to it",
     SCALE_REMOVE: "a drained host was deleted from the balancer and destroyed",
+    SCALE_REGISTER: "the watcher's scale-out took a host (launched or promoted) into the balancer at runtime",
+    SCALE_LAUNCH_FAILED: "the launch of a host of the watcher's scale-out failed",
     BALANCER_RESTART: "the balancer was down and was started (or reloaded) again",
     BALANCER_RESTART_FAILED: "the balancer is down and could not be started",
     EVENT_LOG_CORRUPT: "lines of the event log could not be read and were skipped",
@@ -82,8 +86,10 @@ __all__ = [
     "SCALE_DRAIN",
     "SCALE_IN",
     "SCALE_LAUNCH",
+    "SCALE_LAUNCH_FAILED",
     "SCALE_OUT",
     "SCALE_RECOMMENDATION",
+    "SCALE_REGISTER",
     "SCALE_REMOVE",
     "unknown_actions",
 ]

@@ -26,8 +26,15 @@ once, under the pool lock; the tick's heal run then adopts them. While another r
 lock, it tries again at each poll (for ``--fast-retry`` seconds). Its errors are logged, never
 fatal: the tick runs all the same.
 
+The scale-out fast path (``--fast-scale``, with ``--fast-path``; the heal timer passes it when its
+ticks run ``reconcile.yml``): every ``--scale-interval`` seconds the watcher plans each template
+pool as scale.yml does (``hapool.fastscale.fast_scale``, read only) and, when a plan scales out,
+takes the pool lock, promotes warm hosts and launches the new hosts from the template, adds them
+at runtime and runs a tick, whose scale.yml adopts them (re-render, ``scale_launch`` events).
+
 ``--once`` polls once, runs ``--ensure`` when the socket does not answer and, with
-``--fast-path``, the fast path once when a server is DOWN or failing its checks, and exits (0:
+``--fast-path``, the fast path once when a server is DOWN or failing its checks (and with
+``--fast-scale`` the scale-out fast path once), and exits (0:
 the balancer answers or was started again; 1: it is down): the timer's tick runs it before its
 playbook, so a 10 s timer brings a dead balancer back within a tick and replaces a template
 host before its playbook starts. No command is needed then.
@@ -206,6 +213,8 @@ class Watcher:
         self.said: set[str] = set()
         self.fast_since: float | None = None  # a failure the fast path has not acted on yet
         self.fast_module: Any = None  # hapool.fastheal, imported at first use
+        self.scale_module: Any = None  # hapool.fastscale, imported at first use
+        self.scale_next = 0.0  # monotonic time of the next scale-out check
         self.fast_broken = ""  # why the fast path cannot run (said once)
         self.polled = False  # a first poll saw the servers: a server new after it was just added
 
@@ -299,6 +308,7 @@ class Watcher:
         self.polled = self.polled or self.socket_ok
         if self.fast_since is not None and self.socket_ok:
             self.fast()
+        self.scale_check()
         if self.running is not None and self.running.poll() is not None:
             self.say(f"heal tick exited {self.running.returncode}")
             self.running = None
@@ -310,15 +320,71 @@ class Watcher:
     def load_fast(self) -> Any:
         """hapool.fastheal from --module-utils (None, said once, when it cannot be imported)."""
         if self.fast_module is None and not self.fast_broken:
-            sys.path.insert(0, self.args.module_utils)
+            if self.args.module_utils not in sys.path:
+                sys.path.insert(0, self.args.module_utils)
             try:
-                from hapool import fastheal  # noqa: PLC0415 - from the project, at first use
+                from hapool import fastheal, fastscale  # noqa: PLC0415 - from the project, at first use
             except Exception as exc:
                 self.fast_broken = f"cannot import hapool.fastheal from {self.args.module_utils}: {exc}"
                 self.say(f"fast path off: {self.fast_broken}")
                 return None
             self.fast_module = fastheal
+            self.scale_module = fastscale
         return self.fast_module
+
+    def fast_config(self, fastheal: Any) -> Any:
+        """The fast-path file (None, said once per message, when it cannot be read)."""
+        try:
+            return fastheal.FastConfig.load(self.args.fast_path)
+        except Exception as exc:
+            message = f"fast path skipped: {exc}"
+            if message not in self.said:
+                self.said.add(message)
+                self.say(message)
+            return None
+
+    def scale_check(self) -> None:
+        """The scale-out fast path when it is due (every --scale-interval seconds)."""
+        if self.args.fast_scale and self.socket_ok and time.monotonic() >= self.scale_next:
+            self.scale_next = time.monotonic() + self.args.scale_interval
+            if self.fast_scale():
+                self.pending = True  # the tick's scale.yml adopts the new hosts
+
+    def fast_scale(self) -> bool:
+        """The scale-out fast path (hapool.fastscale): whether it took hosts into a pool."""
+        fastheal = self.load_fast()
+        config = None if fastheal is None else self.fast_config(fastheal)
+        if config is None:
+            return False
+        started = time.monotonic()
+        try:
+            result = self.scale_module.fast_scale(config, by=self.args.by)
+        except Exception as exc:
+            self.say(f"fast scale-out failed: {type(exc).__name__}: {exc}")
+            return False
+        for pool, error in result.errors.items():
+            message = f"fast scale-out: {pool}: {error}"
+            if message not in self.said:
+                self.said.add(message)
+                self.say(message)
+        if result.locked:
+            return False  # the run that holds the lock plans too; the next check tries again
+        for pool, change in result.plans.items():
+            hosts = [item for item in result.launched if item.pool == pool]
+            said = []
+            for item in hosts:
+                if item.error:
+                    said.append(f"{item.name}: {item.error}")
+                elif item.promoted:
+                    said.append(f"{item.name} promoted from the warm pool")
+                else:
+                    said.append(
+                        f"{item.name} launched from template {item.template} in "
+                        f"{(item.launched or item.started) - item.started:.2f} s"
+                    )
+            took = time.monotonic() - started
+            self.say(f"fast scale-out: {pool} {change}: {'; '.join(said)} ({took:.2f} s)")
+        return result.acted
 
     def fast(self) -> None:
         """The fast path for the failures seen (a no-op without --fast-path)."""
@@ -330,13 +396,8 @@ class Watcher:
         if fastheal is None:
             return
         started = time.monotonic()
-        try:
-            config = fastheal.FastConfig.load(args.fast_path)
-        except Exception as exc:
-            message = f"fast path skipped: {exc}"
-            if message not in self.said:
-                self.said.add(message)
-                self.say(message)
+        config = self.fast_config(fastheal)
+        if config is None:
             return
         try:
             result = fastheal.fast_heal(config, by=args.by)
@@ -396,6 +457,8 @@ class Watcher:
                 if self.fast_since is None:
                     break
                 time.sleep(0.25)
+        if self.args.fast_scale:
+            self.fast_scale()
         return 0
 
     def run(self) -> None:
@@ -451,10 +514,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=60.0,
         help="seconds the fast path tries again while another run holds the pool lock",
     )
+    parser.add_argument(
+        "--fast-scale",
+        action="store_true",
+        help="with --fast-path: scale template pools out at once (the ticks run reconcile.yml)",
+    )
+    parser.add_argument(
+        "--scale-interval",
+        type=float,
+        default=2.0,
+        help="seconds between two plans of the scale-out fast path",
+    )
     parser.add_argument("command", nargs="*", help="the heal tick to run (required without --once)")
     args = parser.parse_args(argv)
     if not args.once and not args.command:
         parser.error("the heal tick command is required (unless --once)")
+    if args.fast_scale and not args.fast_path:
+        parser.error("--fast-scale needs --fast-path (the pools it scales)")
     if args.fast_path and not args.module_utils:
         parser.error("--fast-path needs --module-utils (the project's plugins/module_utils)")
     return args
