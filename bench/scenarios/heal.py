@@ -69,11 +69,13 @@ TIMER_PERIOD = 10.0
 
 
 @contextlib.contextmanager
-def heal_trigger(dep: Deployment, mode: str) -> Iterator[str]:
-    """heal_timer.yml applied with the mode's settings; removed (cron entry, watcher) after."""
+def heal_trigger(dep: Deployment, mode: str, settings: dict[str, Any] | None = None) -> Iterator[str]:
+    """heal_timer.yml applied with the mode's settings (``settings`` instead, when given: the
+    mode then only says what to wait for - the first cron tick, or the watcher); removed (cron
+    entry, watcher) after."""
     name = f"hapool-bench-{mode}-{secrets.token_hex(3)}"
     settings = {"heal_timer_name": name, "heal_timer_playbook_args": ["-e", json.dumps(dep.extra_vars)],
-                **MODES[mode]}
+                **(MODES[mode] if settings is None else settings)}
     pid_file = dep.root / "heal" / f"{name}-watch.pid"
     try:
         run = dep.play("heal_timer.yml", **settings, heal_timer_state="present")
