@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.lib import ROOT, Context, machine
 
 # In the order they run and appear in the report (fast and self-contained first).
-SCENARIOS = ["parse", "rps", "drain", "servers", "docker_paths", "churn", "heal", "warm", "loss", "balancer",
-             "scale"]
+SCENARIOS = ["parse", "rps", "drain", "servers", "docker_paths", "churn", "heal", "warm", "bake", "loss",
+             "balancer", "scale", "step"]
 
 
 def render(results: dict[str, Any]) -> str:
