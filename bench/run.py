@@ -31,7 +31,7 @@ from bench.lib import ROOT, Context, machine
 
 # In the order they run and appear in the report (fast and self-contained first).
 SCENARIOS = ["parse", "rps", "drain", "servers", "docker_paths", "churn", "heal", "warm", "bake", "loss",
-             "balancer", "scale"]
+             "balancer", "scale", "step"]
 
 
 def render(results: dict[str, Any]) -> str:
