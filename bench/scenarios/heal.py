@@ -27,7 +27,9 @@ import json
 import os
 import random
 import secrets
+import shlex
 import signal
+import subprocess
 import threading
 import time
 import urllib.error
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers.chaos import view
-from helpers.heal import deployments, events, instances, kill_hard, server_status
+from helpers.heal import balancer_dir, deployments, events, instances, kill_hard, server_status
 from helpers.procs import CRON_DIR, cron_daemon, wait_until
 from helpers.site import Deployment
 
@@ -123,6 +125,50 @@ def naive_loop(dep: Deployment, provider: str) -> Iterator[list[str]]:
         thread.join(timeout=300)
 
 
+NAIVE_SCRIPT = Path(__file__).resolve().parents[1] / "naive_heal.sh"
+
+
+def _recreate_script(inst: Any) -> str:
+    """The commands that bring ``inst`` back under the same name and address, as the original
+    design's loop does: docker - `docker start` of the killed container (its name, image, labels
+    and network address: `docker rm -f` + `docker run` cannot keep the address on the project's
+    network, whose subnet Docker chose, and `--ip` needs a user-configured subnet); local - the
+    same nginx started again (its prefix, its configuration, its address)."""
+    if inst.provider == "docker":
+        return f"exec docker start {shlex.quote(inst.extra['container'])}\n"
+    prefix = inst.extra["prefix"]
+    nginx = '"$(command -v nginx || echo /usr/sbin/nginx)"'
+    return f"exec {nginx} -p {shlex.quote(prefix + '/')} -c {shlex.quote(prefix + '/conf/nginx.conf')}\n"
+
+
+@contextlib.contextmanager
+def naive_restart(dep: Deployment, provider: str, root: Path) -> Iterator[list[str]]:
+    """The original design's loop as a bash script (bench/naive_heal.sh): `show stat` every 10 s,
+    each DOWN server's host destroyed and recreated under the same name and address. Yields
+    its output lines (read after it stopped)."""
+    scripts = root / "naive"
+    scripts.mkdir(parents=True, exist_ok=True)
+    for inst in instances(dep, provider):
+        path = scripts / f"{inst.name}.sh"
+        path.write_text("#!/usr/bin/env bash\nset -e\n" + _recreate_script(inst))
+        path.chmod(0o755)
+    out = scripts / "loop.log"
+    with open(out, "wb") as log:
+        proc = subprocess.Popen(
+            ["bash", str(NAIVE_SCRIPT), str(dep.admin_socket(balancer_dir(provider))), "web", str(scripts),
+             str(int(NAIVE_SLEEP)), "3600"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    lines: list[str] = []
+    try:
+        yield lines
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        lines += out.read_text(errors="replace").splitlines()
+
+
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
@@ -156,9 +202,11 @@ def one_kill(
     *,
     logged: bool = True,
     ready: Callable[[Deployment, str], set[str]] = converged,
+    same_host: bool = False,
 ) -> dict[str, Any]:
     """Kill the first serving host under wrk; the clock stops at the first answer of a host that
-    did not answer before. ``ready`` waits for the pool to be whole and names the serving hosts."""
+    did not answer before (``same_host``: of the killed host itself, recreated under its name).
+    ``ready`` waits for the pool to be whole and names the serving hosts."""
     before = ready(dep, provider)
     old_bodies = {f"Hello {n}!" for n in before}
     victim = sorted((i for i in instances(dep, provider) if i.name in before), key=lambda i: i.name)[0]
@@ -170,7 +218,8 @@ def one_kill(
         serving_s = None
         while time.monotonic() - killed < budget_s:
             body = _answer(dep)
-            if body and body.startswith("Hello ") and body not in old_bodies:
+            back = body == f"Hello {victim.name}!" if same_host else body not in old_bodies
+            if body and body.startswith("Hello ") and back:
                 serving_s = time.monotonic() - killed
                 break
             time.sleep(0.2)
@@ -225,16 +274,22 @@ def run(ctx: Context) -> dict[str, Any]:
                 dep = make(provider, **settings, **LAUNCHES[launch])
                 ctx.log(f"heal/{label}: site.yml {time.monotonic() - t0:.0f} s")
                 per_mode: dict[str, Any] = {}
-                for mode in [*MODES, *([NAIVE] if launch == "provisioned" else [])]:
+                for mode in [*MODES, NAIVE]:
                     kills = []
-                    trigger = naive_loop(dep, provider) if mode == NAIVE else heal_trigger(dep, mode)
+                    if mode != NAIVE:
+                        trigger: Any = heal_trigger(dep, mode)
+                    elif launch == "provisioned":
+                        trigger = naive_loop(dep, provider)
+                    else:
+                        trigger = naive_restart(dep, provider, ctx.dir(f"naive-{provider}"))
                     with trigger:
                         kills_wanted = max(ctx.repeat, TEMPLATE_KILLS) if launch == "template" else ctx.repeat
                         for i in range(kills_wanted):
                             if mode in ("timer", NAIVE):
                                 time.sleep(phase.uniform(0, TIMER_PERIOD))  # a random phase of the ticks
+                            restart = mode == NAIVE and launch == "template"
                             k = one_kill(dep, provider, budget_s=120 if mode == "watch" else 150,
-                                         logged=mode != NAIVE)
+                                         logged=mode != NAIVE, same_host=restart)
                             split = (f" (trigger {k['trigger_s']:.1f} s, replace {k['replace_s']:.1f} s)"
                                      if k["trigger_s"] is not None else "")
                             ctx.log(f"heal/{label}/{mode} #{i + 1}: serving after {k['serving_s']:.1f} s"
@@ -277,9 +332,16 @@ def markdown(r: dict[str, Any]) -> str:
             "and adds it at runtime; the heal run that follows adopts it), so its trigger delay ends "
             "at that launch; before each timer kill the bench waits a random 0-10 s (the tick's phase). "
             f"Median (range) of {r['repeat']} kills per row, {r['template_kills']} per template row, "
-            "with the 90th percentile of the kill → serving times. **naive** (provisioned pools): the "
-            "original design's loop, run by the bench: `show stat`, site.yml when a server is DOWN, "
-            "`sleep 10` (a random 0-10 s before each kill); it logs no event, so no split."
+            "with the 90th percentile of the kill → serving times. **naive**: the original design's "
+            "loop, run by the bench (a random 0-10 s before each kill; it logs no event, so no split): "
+            "for a provisioned pool `show stat`, site.yml when a server is DOWN, `sleep 10` (a fresh, "
+            "provisioned host, as its `vagrant destroy -f` + `vagrant up`)"
+            + ("; for a template pool the bash loop `bench/naive_heal.sh`: `show stat` every 10 s, and "
+               "each DOWN server's host brought back under the same name and address - the same nginx "
+               "started again (local), `docker start` of the killed container (docker) - and taken back "
+               "by HAProxy's checks; the clock stops at the first answer of the killed host itself."
+               if any(NAIVE in modes for p, modes in r["providers"].items() if "(template)" in p)
+               else ".")
             if "template_kills" in r
             else f"Median (range) of {r['repeat']} kills per row."
         ),
@@ -339,7 +401,8 @@ def markdown(r: dict[str, Any]) -> str:
 def _against_naive(r: dict[str, Any]) -> list[str]:
     naive = []
     for provider, modes in r["providers"].items():
-        base = (r["providers"].get(provider.replace(" (template)", "")) or {}).get(NAIVE)
+        # the same pool's loop; an earlier run had it only on the provisioned pools
+        base = modes.get(NAIVE) or (r["providers"].get(provider.replace(" (template)", "")) or {}).get(NAIVE)
         if not base or base["serving_s"].get("median") is None:
             continue
         for mode, m in modes.items():
@@ -348,7 +411,5 @@ def _against_naive(r: dict[str, Any]) -> list[str]:
                 naive.append(f"{provider} {mode} {ratio:.2f} x")
     if not naive:
         return []
-    return ["", "Against the original design's loop on the same provider, same run (**naive**: "
-                  "`show stat`, then `sleep 10`; for each DOWN server a destroy and a fresh, provisioned "
-                  "host - here site.yml, as `vagrant destroy -f` + `vagrant up` there): "
-            + "; ".join(naive) + " of its kill → serving time."]
+    return ["", "Against the original design's loop on the same provider and way of launching, same "
+                "run (**naive**, above): " + "; ".join(naive) + " of its kill → serving time."]
