@@ -121,7 +121,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.hapool.baking import current_template
-from ansible.module_utils.hapool.events import append_events, make_event
+from ansible.module_utils.hapool.events import append_events
 from ansible.module_utils.hapool.haproxy import RUNTIME_ARGUMENT_SPEC, RuntimeClient
 from ansible.module_utils.hapool.healing import HealSettings
 from ansible.module_utils.hapool.launching import provider_for
@@ -129,7 +129,7 @@ from ansible.module_utils.hapool.module import run_module
 from ansible.module_utils.hapool.providers import validate_instance_name, validate_pool
 from ansible.module_utils.hapool.providers.options import PROVIDER_ARGUMENT_SPEC
 from ansible.module_utils.hapool.providers.state import default_state_root
-from ansible.module_utils.hapool.warm import promote, read_warm, refill, warm_size
+from ansible.module_utils.hapool.warm import promote_logged, read_warm, refill, warm_size
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
@@ -147,20 +147,12 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         weight = p["weight"] if p["weight"] is not None else int(entry.get("weight") or 1)
         if module.check_mode:
             return {"changed": name in read_warm(state_root, pool), "promoted": False, "events": []}
-        started = time.time()
-        promoted = promote(client, state_root, pool, name, weight)
-        if promoted:
-            events.append(
-                make_event(
-                    time=time.time(),
-                    pool=pool,
-                    action="warm_promote",
-                    instance=name,
-                    reason="taken into service",
-                    duration=time.time() - started,
-                    weight=weight,
-                )
-            )
+        event = promote_logged(
+            client, state_root, pool, name, weight, started=time.time(), reason="taken into service",
+            clock=time.time,
+        )
+        promoted = event is not None
+        events += [event] if event is not None else []
         if events and p["event_log"]:
             append_events(p["event_log"], events)
         return {"changed": promoted, "promoted": promoted, "events": events}

@@ -39,7 +39,7 @@ import os
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .actions import REPLACE, REPLACE_FAILED, REPLACE_LAUNCH, SCALE_DRAIN
@@ -54,13 +54,12 @@ from .events import (
 )
 from .haproxy import RuntimeClient
 from .healing import HISTORY_ACTIONS, HealPlan, name_new_replacements, plan_heal
-from .launching import add_at_runtime, entry_params, provider_for, runtime_server_params
+from .launching import add_at_runtime, entry_params, launch_from_template, provider_for, runtime_server_params
 from .lock import acquire, release
 from .providers import Instance, Provider, validate_pool
-from .providers.options import launch_spec
 from .sizing import leaving_hosts
 from .stats import StatRow
-from .warm import assign_warm, promote, read_warm, ready_warm, split_rows, split_warm
+from .warm import assign_warm, promote_logged, read_warm, ready_warm, split_rows, split_warm
 
 #: The format of the fast-path file (:class:`FastConfig`).
 FAST_CONFIG_VERSION = 1
@@ -294,35 +293,15 @@ def _fast_pool(
             )
             if decision.promote:
                 # a warm host: out of the warm file, then its weight (a runtime change)
-                weight = int(entry.get("weight") or 1)
-                try:
-                    promoted = promote(client, config.state_root, pool, decision.replacement, weight)
-                except HapoolError as exc:
-                    item.error = f"promotion failed: {exc}"
-                    continue
-                item.launched = item.registered = clock()
-                item.promoted = promoted
-                if not promoted:
-                    item.error = f"{decision.replacement} is no longer a warm host"
-                    continue
-                append_event(
-                    config.event_log,
-                    make_event(
-                        time=item.registered,
-                        pool=pool,
-                        action="warm_promote",
-                        instance=decision.replacement,
-                        reason=f"replaces {decision.name}",
-                        duration=item.registered - started,
-                        weight=weight,
-                        run=result.run,
-                        by=by,
-                    ),
+                item.error = promote_warm(
+                    client, config, entry, decision.replacement, item, reason=f"replaces {decision.name}",
+                    run=result.run, by=by, clock=clock,
                 )
                 continue
-            spec = launch_spec(entry_params(entry, config.state_root, decision.replacement))
             try:
-                instance = provider.launch(pool, replace(spec, template=template))
+                instance = launch_from_template(
+                    provider, entry, config.state_root, decision.replacement, template
+                )
             except HapoolError as exc:
                 item.error = f"launch failed: {exc}"
                 append_event(
@@ -341,13 +320,52 @@ def _fast_pool(
                 continue
             item.launched = clock()
             item.template = template.version
-            try:
-                add_at_runtime(client, entry, config.check_defaults, instance)
-            except HapoolError as exc:
-                # heal.yml adopts the host all the same: its re-render registers it.
-                item.error = f"launched, not registered at runtime: {exc}"
-                continue
-            item.registered = clock()
+            item.error = register_launched(client, entry, config.check_defaults, instance)
+            if item.error is None:
+                item.registered = clock()
+
+
+def promote_warm(
+    client: RuntimeClient,
+    config: FastConfig,
+    entry: Mapping[str, Any],
+    name: str,
+    item: Any,
+    *,
+    reason: str,
+    run: str,
+    by: str,
+    clock: Any,
+) -> str | None:
+    """Promote warm host ``name`` for a fast path (heal or scale-out: ``item`` is its
+    FastReplacement or FastLaunch, given its times and ``promoted``) and log ``warm_promote``;
+    the error when it could not be promoted (None: done)."""
+    pool = str(entry.get("name"))
+    try:
+        event = promote_logged(
+            client, config.state_root, pool, name, int(entry.get("weight") or 1), started=item.started,
+            reason=reason, clock=clock, run=run, by=by,
+        )
+    except HapoolError as exc:
+        return f"promotion failed: {exc}"
+    if event is None:
+        return f"{name} is no longer a warm host"
+    item.launched = item.registered = float(event["time"])
+    item.promoted = True
+    append_event(config.event_log, event)
+    return None
+
+
+def register_launched(
+    client: RuntimeClient, entry: Mapping[str, Any], check_defaults: Mapping[str, Any], instance: Instance
+) -> str | None:
+    """Add a host launched from the template at runtime; the error when the balancer refused (the
+    run that adopts the host registers it all the same, with its re-render)."""
+    try:
+        add_at_runtime(client, entry, check_defaults, instance)
+    except HapoolError as exc:
+        return f"launched, not registered at runtime: {exc}"
+    return None
 
 
 __all__ = [
@@ -359,6 +377,8 @@ __all__ = [
     "entry_params",
     "fast_heal",
     "observe_heal",
+    "promote_warm",
     "provider_for",
+    "register_launched",
     "runtime_server_params",
 ]

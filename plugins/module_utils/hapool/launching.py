@@ -5,13 +5,15 @@ playbook (the watcher's fast path, the warm pool's refill). Stdlib only."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from .haproxy import RuntimeClient
-from .providers import Instance, Provider
+from .providers import Instance, LaunchTemplate, Provider, validate_pool
 from .providers.options import (
     LAUNCH_ARGUMENT_SPEC,
     PROVIDER_ARGUMENT_SPEC,
+    launch_spec,
     pool_params,
     provider_from_params,
 )
@@ -29,6 +31,15 @@ def entry_params(entry: Mapping[str, Any], state_root: str | None, name: str | N
 def provider_for(entry: Mapping[str, Any], state_root: str | None) -> Provider:
     """The provider of a pool entry, as a module given the entry builds it (no task options)."""
     return provider_from_params(entry_params(entry, state_root))
+
+
+def launch_from_template(
+    provider: Provider, entry: Mapping[str, Any], state_root: str, name: str, template: LaunchTemplate
+) -> Instance:
+    """Launch host ``name`` of the pool ``entry`` from its baked ``template``, with the launch
+    options of the entry (``pool_instance``'s launch, no provisioning). Provider errors raise."""
+    spec = replace(launch_spec(entry_params(entry, state_root, name)), template=template)
+    return provider.launch(validate_pool(str(entry.get("name") or "")), spec)
 
 
 def runtime_server_params(
@@ -77,4 +88,4 @@ def add_at_runtime(
     execute_plan(client, plan_server_change(client.get_server(wanted.backend, wanted.name), wanted))
 
 
-__all__ = ["add_at_runtime", "entry_params", "provider_for", "runtime_server_params"]
+__all__ = ["add_at_runtime", "entry_params", "launch_from_template", "provider_for", "runtime_server_params"]

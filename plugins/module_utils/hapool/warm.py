@@ -34,10 +34,9 @@ from typing import Any, Protocol, TypeVar
 from .errors import HapoolError, InvalidArgumentError
 from .events import make_event
 from .files import atomic_write
-from .launching import add_at_runtime, entry_params
+from .launching import add_at_runtime, launch_from_template
 from .providers import validate_pool
 from .providers.names import new_instance_name
-from .providers.options import launch_spec
 from .server_change import WantedServer, execute_plan, plan_server_change
 
 WARM_FILE_VERSION = 1
@@ -229,6 +228,30 @@ def promote(client: Any, state_root: str, pool: str, name: str, weight: int) -> 
     return True
 
 
+def promote_logged(
+    client: Any,
+    state_root: str,
+    pool: str,
+    name: str,
+    weight: int,
+    *,
+    started: float,
+    reason: str,
+    clock: Callable[[], float],
+    **extra: Any,
+) -> dict[str, Any] | None:
+    """:func:`promote`, and its ``warm_promote`` event (``duration`` from ``started``; ``extra``
+    fields such as ``run`` and ``by``) for the caller to log; None when ``name`` is not (or no
+    longer) a warm host. Errors of the runtime API raise."""
+    if not promote(client, state_root, pool, name, weight):
+        return None
+    at = clock()
+    return make_event(
+        time=at, pool=pool, action="warm_promote", instance=name, reason=reason, duration=at - started,
+        weight=weight, **extra,
+    )
+
+
 @dataclass
 class RefillResult:
     """What :func:`refill` did (or, in check mode, would do: ``plan`` only)."""
@@ -310,9 +333,8 @@ def refill(
         taken.add(name)
         hosts[name] = {"since": round(started, 3), "template": version}
         write_warm(state_root, pool, hosts)  # before the launch: a killed run leaves a warm host
-        spec = replace(launch_spec(entry_params(entry, state_root, name)), template=template)
         try:
-            inst = provider.launch(pool, spec)
+            inst = launch_from_template(provider, entry, state_root, name, template)
             add_at_runtime(client, entry, check_defaults, inst, weight=0)
         except HapoolError as exc:
             # logged; the refill ends here and the next run tries again (the name is pruned when
@@ -355,6 +377,7 @@ __all__ = [
     "assign_warm",
     "plan_refill",
     "promote",
+    "promote_logged",
     "read_warm",
     "ready_warm",
     "refill",
