@@ -315,6 +315,48 @@ def read_events(path: str, **where: Unpack[EventFilter]) -> list[Event]:
     return read_events_checked(path, **where).events
 
 
+class EventTail:
+    """The events of a log for a long-running reader (the heal watcher's scale-out check, every
+    2 s): each :meth:`read` parses only the bytes appended since the previous one and keeps the
+    events read so far, so a check costs what was appended, not the whole log. A log replaced or
+    cut (another inode, a smaller size) is read again from its start; a last line without its
+    newline is kept until the rest of it is there. Unreadable lines are skipped, as
+    :func:`read_events` does."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._file: tuple[int, int] | None = None  # (device, inode) of the log read so far
+        self._offset = 0
+        self._partial = b""
+        self._events: list[Event] = []
+
+    def read(self, **where: Unpack[EventFilter]) -> list[Event]:
+        """The log's events, filtered as :func:`filter_events` does."""
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            self._file, self._offset, self._partial, self._events = None, 0, b"", []
+            return []
+        except OSError as exc:
+            raise EventLogError(f"cannot read the event log {self.path}: {exc}") from exc
+        if os.path.isdir(self.path):
+            raise EventLogError(f"cannot read the event log {self.path}: it is a directory")
+        if (info.st_dev, info.st_ino) != self._file or info.st_size < self._offset:
+            self._file, self._offset, self._partial, self._events = (info.st_dev, info.st_ino), 0, b"", []
+        if info.st_size > self._offset:
+            with _locked(self.path, "rb") as handle:
+                try:
+                    handle.seek(self._offset)
+                    data: bytes = handle.read()
+                except OSError as exc:
+                    raise EventLogError(f"cannot read the event log {self.path}: {exc}") from exc
+            self._offset += len(data)
+            complete, newline, self._partial = (self._partial + data).rpartition(b"\n")
+            if newline:
+                self._events += parse_events(complete)
+        return filter_events(self._events, **where)
+
+
 def _ranges(numbers: Sequence[int], shown: int = 50) -> str:
     """``1-3,7,9-10`` for [1, 2, 3, 7, 9, 10]; after ``shown`` ranges, ``,...``."""
     spans: list[tuple[int, int]] = []
@@ -503,6 +545,7 @@ __all__ = [
     "CheckedEvents",
     "Event",
     "EventFilter",
+    "EventTail",
     "append_event",
     "append_events",
     "check_line",

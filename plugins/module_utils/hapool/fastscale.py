@@ -34,7 +34,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .actions import (
@@ -46,13 +46,13 @@ from .actions import (
 )
 from .baking import current_template
 from .errors import HapoolError, MetricFileError
-from .events import append_event, make_event, read_events
+from .events import EventTail, append_event, make_event, read_events
+from .fastheal import promote_warm, register_launched
 from .haproxy import RuntimeClient
 from .healing import HISTORY_ACTIONS, superseded
-from .launching import add_at_runtime, entry_params, provider_for
+from .launching import launch_from_template, provider_for
 from .lock import acquire, release
 from .providers import Instance, Provider, new_instance_name, sample_cpu_percent, validate_pool
-from .providers.options import launch_spec
 from .scaling import (
     SCALE_EVENTS,
     ScalePlan,
@@ -63,7 +63,7 @@ from .scaling import (
     plan_scale,
 )
 from .sizing import leaving_hosts
-from .warm import promote, read_warm, ready_warm, split_rows, split_warm
+from .warm import read_warm, ready_warm, split_rows, split_warm
 
 #: Seconds the fast path's lease on the pool lock lasts (it names its process).
 FAST_SCALE_LOCK_TTL = 120.0
@@ -159,8 +159,10 @@ def observe_scale(
     state_root: str,
     protect_file: str | None = None,
     cpu_interval: float = 1.0,
+    tail: EventTail | None = None,
 ) -> ScaleObserved:
-    """scale.yml's observation and plan of one pool (module docstring)."""
+    """scale.yml's observation and plan of one pool (module docstring). ``tail`` reads the event
+    log incrementally (a long-running caller: the watcher), else the whole log is read."""
     pool = validate_pool(str(entry.get("name") or ""))
     protect = protect_file or (entry.get("scale") or {}).get("protect_file")
     protected = read_protected(os.path.expanduser(protect) if protect else None)
@@ -175,7 +177,11 @@ def observe_scale(
     if "cpu" in settings.metrics:
         alive = [i.name for i in instances if i.alive]
         cpu = sample_cpu_percent(provider, pool, alive, cpu_interval) if alive else {}
-    history = read_events(event_log, pool=pool, actions=SCALE_HISTORY) if event_log else []
+    history = []
+    if tail is not None:
+        history = tail.read(pool=pool, actions=SCALE_HISTORY)
+    elif event_log:
+        history = read_events(event_log, pool=pool, actions=SCALE_HISTORY)
     plan = plan_scale(
         pool,
         settings,
@@ -255,11 +261,15 @@ def fast_scale(
     now: float | None = None,
     by: str = "watcher",
     clock: Callable[[], float] = time.time,
+    tail: EventTail | None = None,
 ) -> FastScaleResult:
     """Scale out the pools of ``config`` (a :class:`~.fastheal.FastConfig`) whose plan says so,
     as scale.yml would, launching from their templates (module docstring). Plans first without
     the lock (read only); takes the lock only for a pool that scales out, and plans it again
-    under it."""
+    under it. ``tail``: the caller's incremental reader of the event log (the watcher keeps one
+    across checks; ignored when it reads another log than ``config.event_log``)."""
+    if tail is not None and tail.path != config.event_log:
+        tail = None
     run = f"fast-{secrets.token_hex(4)}"
     result = FastScaleResult(run=run)
     client = RuntimeClient(config.socket, timeout=config.timeout)
@@ -279,6 +289,7 @@ def fast_scale(
                     config.event_log,
                     clock() if now is None else now,
                     state_root=config.state_root,
+                    tail=tail,
                 )
         except HapoolError as exc:
             result.errors[pool] = str(exc)
@@ -295,7 +306,7 @@ def fast_scale(
     try:
         for entry, template in wanted:
             try:
-                _scale_out(entry, template, config, client, result, by=by, now=now, clock=clock)
+                _scale_out(entry, template, config, client, result, by=by, now=now, clock=clock, tail=tail)
             except HapoolError as exc:
                 result.errors[str(entry.get("name"))] = str(exc)
     finally:
@@ -313,12 +324,14 @@ def _scale_out(
     by: str,
     now: float | None,
     clock: Callable[[], float],
+    tail: EventTail | None,
 ) -> None:
     pool = str(entry.get("name"))
     log = config.event_log
     with provider_for(entry, config.state_root) as provider:
         seen = observe_scale(
-            entry, client, provider, log, clock() if now is None else now, state_root=config.state_root
+            entry, client, provider, log, clock() if now is None else now,
+            state_root=config.state_root, tail=tail,
         )
         plan = seen.plan
         if plan.action != SCALE_OUT or plan.launch <= 0:
@@ -364,40 +377,19 @@ def _scale_out(
                 by=by,
             ),
         )
-        weight = int(entry.get("weight") or 1)
         for name in promoting:
             item = FastLaunch(pool, name, decided, promoted=True)
             result.launched.append(item)
-            try:
-                done = promote(client, config.state_root, pool, name, weight)
-            except HapoolError as exc:
-                item.error = f"promotion failed: {exc}"
-                continue
-            if not done:
-                item.error = f"{name} is no longer a warm host"
-                continue
-            item.launched = item.registered = clock()
-            append_event(
-                log,
-                make_event(
-                    time=item.registered,
-                    pool=pool,
-                    action="warm_promote",
-                    instance=name,
-                    reason="scale-out",
-                    duration=item.registered - decided,
-                    weight=weight,
-                    run=result.run,
-                    by=by,
-                ),
+            item.error = promote_warm(
+                client, config, entry, name, item, reason="scale-out", run=result.run, by=by, clock=clock
             )
-            _registered(log, item, result.run, by)
+            if item.error is None:
+                _registered(log, item, result.run, by)
         for name in names:
             item = FastLaunch(pool, name, decided, template=template.version)
             result.launched.append(item)
-            spec = replace(launch_spec(entry_params(entry, config.state_root, name)), template=template)
             try:
-                instance = provider.launch(pool, spec)
+                instance = launch_from_template(provider, entry, config.state_root, name, template)
             except HapoolError as exc:
                 item.error = f"launch failed: {exc}"
                 append_event(
@@ -415,12 +407,9 @@ def _scale_out(
                 )
                 continue
             item.launched = clock()
-            try:
-                add_at_runtime(client, entry, config.check_defaults, instance)
-            except HapoolError as exc:
-                # scale.yml adopts it all the same: its re-render registers it
-                item.error = f"launched, not registered at runtime: {exc}"
-            else:
+            # on an error, scale.yml adopts the host all the same: its re-render registers it
+            item.error = register_launched(client, entry, config.check_defaults, instance)
+            if item.error is None:
                 item.registered = clock()
             _registered(log, item, result.run, by)
 

@@ -214,7 +214,9 @@ class Watcher:
         self.fast_since: float | None = None  # a failure the fast path has not acted on yet
         self.fast_module: Any = None  # hapool.fastheal, imported at first use
         self.scale_module: Any = None  # hapool.fastscale, imported at first use
+        self.events_module: Any = None  # hapool.events
         self.scale_next = 0.0  # monotonic time of the next scale-out check
+        self.tail: Any = None  # hapool.events.EventTail of the fast-path file's event log
         self.fast_broken = ""  # why the fast path cannot run (said once)
         self.polled = False  # a first poll saw the servers: a server new after it was just added
 
@@ -323,13 +325,14 @@ class Watcher:
             if self.args.module_utils not in sys.path:
                 sys.path.insert(0, self.args.module_utils)
             try:
-                from hapool import fastheal, fastscale  # noqa: PLC0415 - from the project, at first use
+                from hapool import events, fastheal, fastscale  # noqa: PLC0415 - from the project, at first use
             except Exception as exc:
                 self.fast_broken = f"cannot import hapool.fastheal from {self.args.module_utils}: {exc}"
                 self.say(f"fast path off: {self.fast_broken}")
                 return None
             self.fast_module = fastheal
             self.scale_module = fastscale
+            self.events_module = events
         return self.fast_module
 
     def fast_config(self, fastheal: Any) -> Any:
@@ -357,8 +360,10 @@ class Watcher:
         if config is None:
             return False
         started = time.monotonic()
+        if self.tail is None or self.tail.path != config.event_log:
+            self.tail = self.events_module.EventTail(config.event_log)  # read once, then what is appended
         try:
-            result = self.scale_module.fast_scale(config, by=self.args.by)
+            result = self.scale_module.fast_scale(config, by=self.args.by, tail=self.tail)
         except Exception as exc:
             self.say(f"fast scale-out failed: {type(exc).__name__}: {exc}")
             return False
