@@ -40,13 +40,12 @@ from helpers.site import Deployment
 
 from bench.lib import BenchError, Context, fmt_summary, summary
 from bench.scenarios.heal import heal_trigger
+from bench.scenarios.scale import RATE_HIGH, RATE_LOW, STABILIZATION, TARGET
+from bench.scenarios.scale import settings as scale_settings
 
 NAME = "step"
 TITLE = "Load step → new capacity serving, with the real trigger: provisioned, template, warm pool"
-RATE_LOW = 15.0
-RATE_HIGH = 110.0
-TARGET = 40.0
-STABILIZATION = 10.0
+# The rates, the target and the scale settings are the hand-run `scale` scenario's.
 TIMER_PERIOD = 10.0
 WARM = 2
 ROWS = {
@@ -63,20 +62,6 @@ SCHEDULES = {
     "both": {"heal_timer_scheduler": "cron", "heal_timer_period": 10, "heal_timer_watch": True,
              "heal_timer_playbook": "reconcile.yml"},
 }
-
-
-def scale_settings() -> dict[str, Any]:
-    return {
-        "policies": [{"type": "target", "metric": "request_rate", "target": TARGET}],
-        "tolerance": 0.1,
-        "scale_out_cooldown": 0,
-        "scale_in_cooldown": 0,
-        "scale_in_stabilization": STABILIZATION,
-        "max_step_out": 4,
-        "max_step_in": 4,
-        "warmup": 0,
-        "drain_timeout": 10,
-    }
 
 
 def warm_names(dep: Deployment) -> set[str]:
@@ -184,7 +169,7 @@ def _row(ctx: Context, out: dict[str, Any], provider: str, label: str) -> None:
     try:
         warm = int((pool.get("warm") or {}).get("size", 0))
         dep = make(provider, desired=1, min=1, max=4, **pool)
-        dep.extra_vars["hapool_pools"][0]["scale"] = scale_settings()
+        dep.extra_vars["hapool_pools"][0]["scale"] = scale_settings(dep)
         # the fast-path file with the scale settings; the warm pool filled
         ready = dep.play("heal.yml")
         if ready.returncode != 0:
