@@ -47,7 +47,7 @@ from .actions import (
 from .baking import current_template
 from .errors import HapoolError, MetricFileError
 from .events import EventTail, append_event, make_event, read_events
-from .fastheal import promote_warm, register_launched
+from .fastheal import FAST_LOCK_TTL, promote_warm, register_launched
 from .haproxy import RuntimeClient
 from .healing import HISTORY_ACTIONS, superseded
 from .launching import launch_from_template, provider_for
@@ -65,8 +65,6 @@ from .scaling import (
 from .sizing import leaving_hosts
 from .warm import read_warm, ready_warm, split_rows, split_warm
 
-#: Seconds the fast path's lease on the pool lock lasts (it names its process).
-FAST_SCALE_LOCK_TTL = 120.0
 #: The events the scaler reads: its own and the healer's (superseded hosts).
 SCALE_HISTORY = (*SCALE_EVENTS, SCALE_REGISTER, *HISTORY_ACTIONS)
 
@@ -299,7 +297,7 @@ def fast_scale(
     if not wanted:
         return result
     owner = f"{by}-{run}"
-    lease = acquire(config.lock_file, owner, FAST_SCALE_LOCK_TTL, clock(), holder_pid=os.getpid())
+    lease = acquire(config.lock_file, owner, FAST_LOCK_TTL, clock(), holder_pid=os.getpid())
     if not lease.acquired:
         result.locked = lease.holder
         return result
@@ -440,7 +438,6 @@ def _registered(log: str, item: FastLaunch, run: str, by: str) -> None:
 
 
 __all__ = [
-    "FAST_SCALE_LOCK_TTL",
     "SCALE_HISTORY",
     "FastLaunch",
     "FastScaleResult",
