@@ -46,3 +46,9 @@ def test_a_scale_run_that_finds_the_pool_lock_held_changes_nothing(local_pool: D
     back = dep.play("scale.yml")
     assert back.returncode == 0, back.stdout[-4000:]
     assert len(instances(dep, "local")) == 2
+    # A run with nothing to do gives the lock back before its later plays (provisioning, the
+    # re-render): the watcher's scale-out check then need not wait for the end of a tick.
+    idle = dep.play("scale.yml")
+    assert idle.returncode == 0, idle.stdout[-4000:]
+    early = idle.stdout.split("TASK [Give the pool lock back at once", 1)[1].split("PLAY [", 1)[0]
+    assert "included:" in early and "TASK [Give the pool lock back]" in early, early
