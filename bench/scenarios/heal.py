@@ -176,9 +176,9 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _answer(dep: Deployment) -> str | None:
+def _answer(dep: Deployment, timeout: float = 2) -> str | None:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{dep.frontend}/", timeout=2) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{dep.frontend}/", timeout=timeout) as resp:
             return resp.read().decode(errors="replace").strip()
     except (urllib.error.URLError, OSError):
         return None
@@ -193,6 +193,83 @@ def converged(dep: Deployment, provider: str, timeout: float = 240) -> set[str]:
     if {f"Hello {n}!" for n in names} - bodies:
         raise BenchError(f"not every host answers: {names} vs {bodies}")
     return names
+
+
+def _answered(dep: Deployment, provider: str) -> dict[str, int]:
+    """Each server's 2xx answers, from HAProxy's own counters (`show stat`, hrsp_2xx)."""
+    stat = Deployment.runtime(dep.admin_socket(balancer_dir(provider)), "show stat")
+    header = stat.splitlines()[0].lstrip("# ").split(",")
+    out = {}
+    for line in stat.splitlines()[1:]:
+        values = dict(zip(header, line.split(","), strict=False))
+        if values.get("pxname") == "web" and values.get("svname") not in (None, "BACKEND"):
+            out[values["svname"]] = int(values.get("hrsp_2xx") or 0)
+    return out
+
+
+class FirstAnswer:
+    """The first 2xx answer HAProxy counts for a server that was not serving before (`show stat`
+    every 50 ms in a thread): when the new capacity took its first request under the load, as
+    the balancer saw it - unlike a probe request, never held up by a request that landed on the
+    dead host first."""
+
+    def __init__(self, dep: Deployment, provider: str, serving: set[str], only: str | None = None) -> None:
+        # only: the killed host itself, brought back under its name (the naive loops): its
+        # counter is read again 0.5 s after the kill, once no answer of the old process can land.
+        self.dep, self.provider, self.serving, self.only = dep, provider, serving, only
+        self.start = 0.0
+        self.at: float | None = None
+        self.server: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def begin(self, start: float) -> None:
+        self.baseline = _answered(self.dep, self.provider)
+        self.start = start
+        self._thread.start()
+
+    def _poll(self) -> None:
+        if self.only is not None:
+            self._stop.wait(0.5)
+            self.baseline = _answered(self.dep, self.provider)
+        while not self._stop.is_set() and self.at is None:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                for name, count in _answered(self.dep, self.provider).items():
+                    fresh = name == self.only if self.only is not None else name not in self.serving
+                    if fresh and count > self.baseline.get(name, 0):
+                        self.at, self.server = time.monotonic() - self.start, name
+                        return
+            self._stop.wait(0.05)
+
+    def end(self) -> float | None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        return self.at
+
+
+PROBE_EVERY = 0.1
+
+
+def _probe(dep: Deployment, start: float, budget_s: float, back: Callable[[str], bool]) -> float | None:
+    """Seconds from ``start`` to the first answer through the balancer that ``back`` accepts.
+    Open loop: a request every PROBE_EVERY seconds, each on its own connection and thread, so a
+    request held up on the dead host (until HAProxy's connect timeout and a retry elsewhere) does
+    not hold up the next ones; the earliest accepted answer counts."""
+    found: list[float] = []
+    done = threading.Event()
+
+    def one() -> None:
+        body = _answer(dep, timeout=5)
+        if body and body.startswith("Hello ") and back(body):
+            found.append(time.monotonic() - start)
+            done.set()
+
+    while not done.is_set() and time.monotonic() - start < budget_s:
+        threading.Thread(target=one, daemon=True).start()
+        done.wait(PROBE_EVERY)
+    done.wait(0.5)  # a probe sent earlier may still be answered first
+    return min(found) if found else None
 
 
 def one_kill(
@@ -211,25 +288,24 @@ def one_kill(
     old_bodies = {f"Hello {n}!" for n in before}
     victim = sorted((i for i in instances(dep, provider) if i.name in before), key=lambda i: i.name)[0]
     load = Wrk(f"http://127.0.0.1:{dep.frontend}/", seconds=budget_s + 20, **WRK)
+    first = FirstAnswer(dep, provider, before, only=victim.name if same_host else None)
     try:
         time.sleep(2)  # wrk is up to speed
         killed_wall, killed = time.time(), time.monotonic()
+        first.begin(killed)
         kill_hard(victim)
-        serving_s = None
-        while time.monotonic() - killed < budget_s:
-            body = _answer(dep)
-            back = body == f"Hello {victim.name}!" if same_host else body not in old_bodies
-            if body and body.startswith("Hello ") and back:
-                serving_s = time.monotonic() - killed
-                break
-            time.sleep(0.2)
+        mine = f"Hello {victim.name}!"
+        serving_s = _probe(dep, killed, budget_s,
+                           lambda body: body == mine if same_host else body not in old_bodies)
         time.sleep(1)
     finally:
+        first_answer_s = first.end()
         result = load.stop()
     if serving_s is None:
         raise BenchError(f"no replacement of {victim.name} served within {budget_s:.0f} s")
     if not logged:  # the naive loop logs no event
         return {"victim": victim.name, "replacement": None, "serving_s": serving_s, "trigger_s": None,
+                "first_answer_s": first_answer_s,
                 "replace_s": None, "registered_s": None, "requests": result.requests,
                 "failed": result.failed, "rps": result.rps}
     event = _replace_event(dep, victim.name)
@@ -238,6 +314,8 @@ def one_kill(
         "victim": victim.name,
         "replacement": event.get("replacement"),
         "serving_s": serving_s,
+        # the first request the new host answered, in HAProxy's counters (under wrk's load)
+        "first_answer_s": first_answer_s,
         "trigger_s": started_at - killed_wall,  # kill -> the heal run started the replacement
         "replace_s": float(event["duration"]),  # start -> replacement UP (the event's duration)
         # start -> HAProxy reported it UP, for a replacement registered at runtime (template)
@@ -293,11 +371,13 @@ def run(ctx: Context) -> dict[str, Any]:
                             split = (f" (trigger {k['trigger_s']:.1f} s, replace {k['replace_s']:.1f} s)"
                                      if k["trigger_s"] is not None else "")
                             ctx.log(f"heal/{label}/{mode} #{i + 1}: serving after {k['serving_s']:.1f} s"
+                                    f" (HAProxy's counters {k['first_answer_s'] or 0:.1f} s)"
                                     f"{split}, {k['failed']}/{k['requests']} failed")
                             kills.append(k)
                     per_mode[mode] = {
                         "kills": kills,
                         "serving_s": summary([k["serving_s"] for k in kills]),
+                        "first_answer_s": summary([k["first_answer_s"] for k in kills]),
                         "trigger_s": summary([k["trigger_s"] for k in kills]),
                         "replace_s": summary([k["replace_s"] for k in kills]),
                         "registered_s": summary([k["registered_s"] for k in kills]),
@@ -321,7 +401,12 @@ def markdown(r: dict[str, Any]) -> str:
         "`docker kill`) while wrk "
         f"(`-t{r['wrk']['threads']} -c{r['wrk']['connections']}`, {r['wrk']['delay_ms']} ms between a "
         "connection's requests) runs through the balancer; the clock stops "
-        "at the first answer from the new host. **timer**: cron + the wrapper's 10 s ticks; "
+        "at the first answer from the new host to a probe (open loop: a request through the balancer "
+        "every 100 ms, each on its own connection). **HAProxy's count**: when HAProxy counted the new "
+        "server's first 2xx answer (`show stat` every 50 ms) - under wrk's closed loop, whose connections "
+        "wait on requests sent to the dead host before it was marked DOWN (a killed container's address "
+        "does not refuse: until `timeout connect`, 3 s, then a retry on another server). "
+        "**timer**: cron + the wrapper's 10 s ticks; "
         "**watch**: the watcher (0.5 s `show stat` polls). Trigger = kill → the heal run starts the "
         "replacement (from the `replace` event); replace = start → the run has seen the new host UP in "
         "HAProxy and logged the event (the event's duration: it ends shortly after the first answer "
@@ -346,10 +431,10 @@ def markdown(r: dict[str, Any]) -> str:
             else f"Median (range) of {r['repeat']} kills per row."
         ),
         "",
-        "| provider | trigger | kills | kill → new host serving | p90 | trigger delay | replace (launch, "
-        "provision, register, UP, logged) | of which start → UP (template) | wrk requests | failed "
-        "| wrk req/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| provider | trigger | kills | kill → new host serving | p90 | HAProxy's count | trigger delay "
+        "| replace (launch, provision, register, UP, logged) | of which start → UP (template) "
+        "| wrk requests | failed | wrk req/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for provider, modes in r["providers"].items():
         for mode, m in modes.items():
@@ -358,6 +443,7 @@ def markdown(r: dict[str, Any]) -> str:
                 f"| {provider} | {mode} | {len(m.get('kills') or [])} "
                 f"| **{fmt_summary(m['serving_s'], 's')}** "
                 f"| {'n/a' if p90 is None else f'{p90:.1f} s'} "
+                f"| {fmt_summary(m.get('first_answer_s') or {'median': None}, 's')} "
                 f"| {fmt_summary(m['trigger_s'], 's')} | {fmt_summary(m['replace_s'], 's')} "
                 f"| {fmt_summary(m.get('registered_s') or {'median': None}, 's')} "
                 f"| {m['requests']:,} | {m['failed']} | "

@@ -73,6 +73,7 @@ def run(ctx: Context) -> dict[str, Any]:
                                     and e["instance"] == k["replacement"]]
                         k["promote_s"] = float(promoted[0]["duration"]) if promoted else None
                         ctx.log(f"warm/{provider}/{label} #{i + 1}: serving after {k['serving_s']:.2f} s "
+                                f"(HAProxy's counters {k['first_answer_s'] or 0:.2f} s) "
                                 f"(trigger {k['trigger_s']:.2f} s), {k['failed']}/{k['requests']} failed")
                         kills.append(k)
                         if warm:
@@ -80,6 +81,7 @@ def run(ctx: Context) -> dict[str, Any]:
                 out["providers"].setdefault(provider, {})[label] = {
                     "kills": kills,
                     "serving_s": summary([k["serving_s"] for k in kills]),
+                    "first_answer_s": summary([k["first_answer_s"] for k in kills]),
                     "trigger_s": summary([k["trigger_s"] for k in kills]),
                     "promote_s": summary([k["promote_s"] for k in kills]),
                     "failed": sum(k["failed"] for k in kills),
@@ -98,7 +100,11 @@ def markdown(r: dict[str, Any]) -> str:
         "the heal watcher with its fast path; a serving host is killed hard (`kill -9` of nginx,",
         f"`docker kill`) while wrk (`-t{r['wrk']['threads']} -c{r['wrk']['connections']}`,",
         f"{r['wrk']['delay_ms']} ms between a connection's requests) runs through the balancer; the clock",
-        "stops at the first answer of a host that did not answer before. Without a warm pool the watcher",
+        "stops at the first answer of a host that did not answer before, to a probe (open loop: a request",
+        "every 100 ms, each on its own connection); HAProxy's count: when HAProxy counted that host's first",
+        "2xx answer under wrk's closed loop (its connections wait on requests sent to the killed host",
+        "before it was marked DOWN: a dead container's address does not refuse, so until `timeout",
+        "connect`, 3 s, then a retry elsewhere). Without a warm pool the watcher",
         "launches a replacement from the template and adds it at runtime (it serves after its first good",
         "checks); with one, it promotes the warm host (a runtime weight change; the promotion column is",
         "the `warm_promote` event's duration). Trigger = kill → the watcher logged the replacement.",
@@ -107,15 +113,18 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [
         intro,
         "",
-        "| provider | pool | kill → capacity restored | p90 | trigger | promotion | wrk requests | failed |",
-        "|---|---|---|---|---|---|---|---|",
+        "| provider | pool | kill → capacity restored | p90 | HAProxy's count | trigger | promotion "
+        "| wrk requests | failed |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for provider, rows in r["providers"].items():
         for label, m in rows.items():
             p90 = m["serving_s"].get("p90")
             lines.append(
                 f"| {provider} | {label} | **{fmt_summary(m['serving_s'], 's', 2)}** "
-                f"| {'n/a' if p90 is None else f'{p90:.2f} s'} | {fmt_summary(m['trigger_s'], 's', 2)} "
+                f"| {'n/a' if p90 is None else f'{p90:.2f} s'} "
+                f"| {fmt_summary(m.get('first_answer_s') or {'median': None}, 's', 2)} "
+                f"| {fmt_summary(m['trigger_s'], 's', 2)} "
                 f"| {fmt_summary(m['promote_s'], 's', 3)} | {m['requests']:,} | {m['failed']} |"
             )
     ratios = []
