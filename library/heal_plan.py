@@ -165,7 +165,8 @@ plan:
           run launched it and was interrupted before it destroyed this one, or the watcher's
           fast path launched it; it is taken and nothing is launched), C(launched_at) (when
           that earlier launch was logged) and C(promote) (the replacement is a warm host of the
-          pool that HAProxy reports UP, taken into service instead of a launch).
+          pool that HAProxy reports UP, taken into service instead of a launch), C(promoted)
+          (adopted: the watcher's fast path took a warm host into service as the replacement).
       type: list
       elements: dict
 todo:

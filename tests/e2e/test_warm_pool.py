@@ -111,7 +111,7 @@ def test_the_watcher_promotes_a_warm_host_under_load_and_the_heal_run_refills(
     assert re.search(
         rf"fast path: web/{re.escape(victim)} .* -> {re.escape(warm)} promoted from the warm pool", log
     )
-    assert event["replacement"] == warm and event["adopted"] is True, event
+    assert event["replacement"] == warm and event["adopted"] is True and event["promoted"] is True, event
     promote = [e for e in events(dep) if e["action"] == "warm_promote"]
     assert [e["instance"] for e in promote] == [warm], promote
     converged(dep, provider)

@@ -221,6 +221,24 @@ def test_a_host_left_in_maint_beside_its_live_replacement_is_finished_off() -> N
     assert got["web-n"].action == REGISTER
 
 
+def test_an_adopted_replacement_says_whether_the_fast_path_promoted_it() -> None:
+    # The watcher's fast path took the warm host web-w into service for web-a (promote: true in
+    # its replace_launch event); web-n was launched for web-c. Neither is promoted again.
+    history = [{"time": NOW - 5, "pool": "web", "action": REPLACE_LAUNCH, "instance": "web-a",
+                "replacement": "web-w", "age": 600, "promote": True, "by": "watcher"},
+               {"time": NOW - 5, "pool": "web", "action": REPLACE_LAUNCH, "instance": "web-c",
+                "replacement": "web-n", "age": 600, "by": "watcher"}]
+    servers = [Row("web-a", "DOWN"), Row("web-b", "UP"), Row("web-c", "DOWN"), Row("web-w", "UP"),
+               Row("web-n", "UP")]
+    instances = [inst("web-a", state="stopped"), inst("web-b"), inst("web-c", state="stopped"),
+                 inst("web-w", age=50), inst("web-n", age=4)]
+    plan = plan_heal(pool(max=5, circuit_threshold=0.0), servers, instances, history, NOW)
+    got = {d.name: d for d in plan.decisions}
+    assert got["web-a"].adopt and got["web-a"].promoted and not got["web-a"].promote
+    assert got["web-c"].adopt and not got["web-c"].promoted and not got["web-c"].promote
+    assert got["web-a"].as_dict()["promoted"] is True
+
+
 def test_a_host_that_came_back_up_beside_its_live_replacement_is_finished_off() -> None:
     history = [{"time": NOW - 60, "pool": "web", "action": REPLACE_LAUNCH, "instance": "web-a",
                 "replacement": "web-n", "age": 600}]
