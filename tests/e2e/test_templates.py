@@ -321,6 +321,31 @@ def test_a_build_container_removed_mid_bake_is_a_recorded_failure_and_the_lock_i
     assert len(dep.hosts_answering(2)) == 2
 
 
+def test_two_bakes_at_once_bake_the_new_version_once(deploy: Callable[..., Deployment]) -> None:
+    """Two bake.yml runs started together for the same new version: the second waits for the
+    pool lock, then finds the version baked and reuses it - one bake, one artefact, no failure.
+    Local provider, no Docker."""
+    dep = deploy("local", template={"enabled": True})
+    first = str(index(dep)["current"])
+    extra = {**dep.extra_vars, "nginx_web_index_content": "Release two on {{ nginx_web_hostname }}\n"}
+    command = [str(BIN / "ansible-playbook"), "-i", str(dep.inventory), str(ROOT / "playbooks" / "bake.yml"),
+               "-e", json.dumps(extra)]  # fmt: skip
+    runs = [subprocess.Popen(command, cwd=ROOT, env=dep.env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for _ in range(2)]  # fmt: skip
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    for run, output in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, output[-6000:]
+    new = str(index(dep)["current"])
+    assert new != first
+    baked = [e for e in actions(dep, "bake") if e.get("version") == new]
+    assert len(baked) == 1, actions(dep, "bake")
+    assert actions(dep, "bake_failed") == []
+    assert sum("reuse " in output for output in outputs) == 1, [o[-3000:] for o in outputs]
+    usable = [v for v in index(dep)["versions"] if v["version"] == new]  # type: ignore[union-attr]
+    assert len(usable) == 1 and usable[0]["usable"] is True, usable
+    assert not list((dep.root / "templates" / "web").glob("build-*"))
+
+
 def test_an_unreachable_build_host_is_a_recorded_failure_and_the_controller_play_goes_on(
     tmp_path: Path,
 ) -> None:
