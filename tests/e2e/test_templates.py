@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -324,7 +325,7 @@ def test_a_build_container_removed_mid_bake_is_a_recorded_failure_and_the_lock_i
 def test_two_bakes_at_once_bake_the_new_version_once(deploy: Callable[..., Deployment]) -> None:
     """Two bake.yml runs started together for the same new version: the second waits for the
     pool lock, then finds the version baked and reuses it - one bake, one artefact, no failure.
-    Local provider, no Docker."""
+    Then status.yml with an unreadable template record says so. Local provider, no Docker."""
     dep = deploy("local", template={"enabled": True})
     first = str(index(dep)["current"])
     extra = {**dep.extra_vars, "nginx_web_index_content": "Release two on {{ nginx_web_hostname }}\n"}
@@ -344,6 +345,17 @@ def test_two_bakes_at_once_bake_the_new_version_once(deploy: Callable[..., Deplo
     usable = [v for v in index(dep)["versions"] if v["version"] == new]  # type: ignore[union-attr]
     assert len(usable) == 1 and usable[0]["usable"] is True, usable
     assert not list((dep.root / "templates" / "web").glob("build-*"))
+
+    # status.yml says so when the pool's template record cannot be read, naming the file
+    record = dep.root / "templates" / "web" / "index.json"
+    saved = record.read_text()
+    record.write_text("{not json")
+    try:
+        status = dep.play("status.yml")
+        ok(status)
+        assert re.search(r"web template unknown: .*index\.json", status.stdout), status.stdout[-3000:]
+    finally:
+        record.write_text(saved)
 
 
 def test_an_unreachable_build_host_is_a_recorded_failure_and_the_controller_play_goes_on(
