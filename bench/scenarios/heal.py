@@ -43,7 +43,7 @@ from helpers.heal import balancer_dir, deployments, events, instances, kill_hard
 from helpers.procs import CRON_DIR, cron_daemon, wait_until
 from helpers.site import Deployment
 
-from bench.lib import BenchError, Context, Wrk, fmt_summary, summary
+from bench.lib import BenchError, Context, Wrk, fmt, fmt_summary, summary
 
 NAME = "heal"
 TITLE = "Kill → replacement serving: timer-driven vs watch-driven, local and docker providers"
@@ -215,7 +215,8 @@ class FirstAnswer:
 
     def __init__(self, dep: Deployment, provider: str, serving: set[str], only: str | None = None) -> None:
         # only: the killed host itself, brought back under its name (the naive loops): its
-        # counter is read again 0.5 s after the kill, once no answer of the old process can land.
+        # counter is read again once HAProxy no longer reports it UP, so no answer of the old
+        # process is taken for the new one.
         self.dep, self.provider, self.serving, self.only = dep, provider, serving, only
         self.start = 0.0
         self.at: float | None = None
@@ -229,9 +230,13 @@ class FirstAnswer:
         self._thread.start()
 
     def _poll(self) -> None:
-        if self.only is not None:
-            self._stop.wait(0.5)
-            self.baseline = _answered(self.dep, self.provider)
+        if self.only is not None:  # its count once HAProxy no longer has it UP (killed, seen by the checks)
+            while not self._stop.is_set():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    if server_status(self.dep, self.provider).get(self.only, "UP") != "UP":
+                        self.baseline = _answered(self.dep, self.provider)
+                        break
+                self._stop.wait(0.05)
         while not self._stop.is_set() and self.at is None:
             with contextlib.suppress(OSError, ValueError, IndexError):
                 for name, count in _answered(self.dep, self.provider).items():
@@ -268,8 +273,7 @@ def _probe(dep: Deployment, start: float, budget_s: float, back: Callable[[str],
     while not done.is_set() and time.monotonic() - start < budget_s:
         threading.Thread(target=one, daemon=True).start()
         done.wait(PROBE_EVERY)
-    done.wait(0.5)  # a probe sent earlier may still be answered first
-    return min(found) if found else None
+    return min(found) if found else None  # answer times: the first one appended
 
 
 def one_kill(
@@ -371,7 +375,7 @@ def run(ctx: Context) -> dict[str, Any]:
                             split = (f" (trigger {k['trigger_s']:.1f} s, replace {k['replace_s']:.1f} s)"
                                      if k["trigger_s"] is not None else "")
                             ctx.log(f"heal/{label}/{mode} #{i + 1}: serving after {k['serving_s']:.1f} s"
-                                    f" (HAProxy's counters {k['first_answer_s'] or 0:.1f} s)"
+                                    f" (HAProxy's count {fmt(k['first_answer_s'], 's')})"
                                     f"{split}, {k['failed']}/{k['requests']} failed")
                             kills.append(k)
                     per_mode[mode] = {
@@ -402,10 +406,10 @@ def markdown(r: dict[str, Any]) -> str:
         f"(`-t{r['wrk']['threads']} -c{r['wrk']['connections']}`, {r['wrk']['delay_ms']} ms between a "
         "connection's requests) runs through the balancer; the clock stops "
         "at the first answer from the new host to a probe (open loop: a request through the balancer "
-        "every 100 ms, each on its own connection). **HAProxy's count**: when HAProxy counted the new "
-        "server's first 2xx answer (`show stat` every 50 ms) - under wrk's closed loop, whose connections "
-        "wait on requests sent to the dead host before it was marked DOWN (a killed container's address "
-        "does not refuse: until `timeout connect`, 3 s, then a retry on another server). "
+        "every 100 ms, each on its own connection, so one held on the dead host - a killed container's "
+        "address does not refuse: until `timeout connect`, 3 s, then a retry on another server - does "
+        "not hold up the next). **HAProxy's count**: the balancer's side of the same moment, when "
+        "`show stat` (read every 50 ms) first counts a 2xx answer of the new server, to wrk or the probe. "
         "**timer**: cron + the wrapper's 10 s ticks; "
         "**watch**: the watcher (0.5 s `show stat` polls). Trigger = kill → the heal run starts the "
         "replacement (from the `replace` event); replace = start → the run has seen the new host UP in "

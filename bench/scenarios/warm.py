@@ -18,7 +18,7 @@ from helpers.heal import deployments, events, instances, server_status
 from helpers.procs import wait_until
 from helpers.site import Deployment
 
-from bench.lib import BenchError, Context, fmt_summary, summary
+from bench.lib import BenchError, Context, fmt, fmt_summary, summary
 from bench.scenarios.heal import WRK, converged, heal_trigger, one_kill
 
 NAME = "warm"
@@ -73,7 +73,7 @@ def run(ctx: Context) -> dict[str, Any]:
                                     and e["instance"] == k["replacement"]]
                         k["promote_s"] = float(promoted[0]["duration"]) if promoted else None
                         ctx.log(f"warm/{provider}/{label} #{i + 1}: serving after {k['serving_s']:.2f} s "
-                                f"(HAProxy's counters {k['first_answer_s'] or 0:.2f} s) "
+                                f"(HAProxy's count {fmt(k['first_answer_s'], 's', 2)}) "
                                 f"(trigger {k['trigger_s']:.2f} s), {k['failed']}/{k['requests']} failed")
                         kills.append(k)
                         if warm:
@@ -101,10 +101,10 @@ def markdown(r: dict[str, Any]) -> str:
         f"`docker kill`) while wrk (`-t{r['wrk']['threads']} -c{r['wrk']['connections']}`,",
         f"{r['wrk']['delay_ms']} ms between a connection's requests) runs through the balancer; the clock",
         "stops at the first answer of a host that did not answer before, to a probe (open loop: a request",
-        "every 100 ms, each on its own connection); HAProxy's count: when HAProxy counted that host's first",
-        "2xx answer under wrk's closed loop (its connections wait on requests sent to the killed host",
-        "before it was marked DOWN: a dead container's address does not refuse, so until `timeout",
-        "connect`, 3 s, then a retry elsewhere). Without a warm pool the watcher",
+        "every 100 ms, each on its own connection, so one held on the killed host - a dead container's",
+        "address does not refuse: until `timeout connect`, 3 s, then a retry elsewhere - does not hold up",
+        "the next); HAProxy's count: the balancer's side of the same moment, when `show stat` (read every",
+        "50 ms) first counts a 2xx answer of that host, to wrk or the probe. Without a warm pool the watcher",
         "launches a replacement from the template and adds it at runtime (it serves after its first good",
         "checks); with one, it promotes the warm host (a runtime weight change; the promotion column is",
         "the `warm_promote` event's duration). Trigger = kill → the watcher logged the replacement.",

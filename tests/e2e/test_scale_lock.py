@@ -52,3 +52,4 @@ def test_a_scale_run_that_finds_the_pool_lock_held_changes_nothing(local_pool: D
     assert idle.returncode == 0, idle.stdout[-4000:]
     early = idle.stdout.split("TASK [Give the pool lock back at once", 1)[1].split("PLAY [", 1)[0]
     assert "included:" in early and "TASK [Give the pool lock back]" in early, early
+    assert "ok: [localhost]" in early.split("TASK [Give the pool lock back]", 1)[1], early

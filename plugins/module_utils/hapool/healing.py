@@ -164,8 +164,8 @@ class Decision:
     # replace: the replacement is a warm host of the pool (``replacement``), taken into service
     # instead of launching one (hapool.warm)
     promote: bool = False
-    # adopt: the earlier run (the watcher's fast path) took a warm host into service as the
-    # replacement (its replace_launch event says ``promote``); nothing is promoted again
+    # adopt: the earlier run (the watcher's fast path, or an interrupted heal run) took a warm
+    # host into service as the replacement (its event says so); nothing is promoted again
     promoted: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -442,7 +442,7 @@ def plan_heal(
                 replacement=successor,
                 adopt=True,
                 launched_at=None if launched_at is None else float(launched_at),
-                promoted=bool(launch.get("promote")),
+                promoted=bool(launch.get("promote") or launch.get("promoted")),
             )
             failing_for = float("inf")
         if decision.action == REPLACE:
