@@ -103,8 +103,7 @@ def markdown(r: dict[str, Any]) -> str:
         "stops at the first answer of a host that did not answer before, to a probe (open loop: a request",
         "every 100 ms, each on its own connection, so one held on the killed host - a dead container's",
         "address does not refuse: until `timeout connect`, 3 s, then a retry elsewhere - does not hold up",
-        "the next); HAProxy's count: the balancer's side of the same moment, when `show stat` (read every",
-        "50 ms) first counts a 2xx answer of that host, to wrk or the probe. Without a warm pool the watcher",
+        "the next). Without a warm pool the watcher",
         "launches a replacement from the template and adds it at runtime (it serves after its first good",
         "checks); with one, it promotes the warm host (a runtime weight change; the promotion column is",
         "the `warm_promote` event's duration). Trigger = kill → the watcher logged the replacement.",
@@ -113,9 +112,8 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [
         intro,
         "",
-        "| provider | pool | kill → capacity restored | p90 | HAProxy's count | trigger | promotion "
-        "| wrk requests | failed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| provider | pool | kill → capacity restored | p90 | trigger | promotion | wrk requests | failed |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for provider, rows in r["providers"].items():
         for label, m in rows.items():
@@ -123,7 +121,6 @@ def markdown(r: dict[str, Any]) -> str:
             lines.append(
                 f"| {provider} | {label} | **{fmt_summary(m['serving_s'], 's', 2)}** "
                 f"| {'n/a' if p90 is None else f'{p90:.2f} s'} "
-                f"| {fmt_summary(m.get('first_answer_s') or {'median': None}, 's', 2)} "
                 f"| {fmt_summary(m['trigger_s'], 's', 2)} "
                 f"| {fmt_summary(m['promote_s'], 's', 3)} | {m['requests']:,} | {m['failed']} |"
             )
