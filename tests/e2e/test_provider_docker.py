@@ -150,6 +150,24 @@ def test_a_stopped_container_is_listed_dead_not_dropped(provider, pool, client):
     assert containers_of(client, pool) == []
 
 
+def test_a_container_removed_while_it_is_listed_is_left_out_not_an_error(provider, pool, client, monkeypatch):
+    # The SDK lists the ids, then inspects each one: a container removed in between (a scale-in
+    # destroying it while heal or the bench lists the pool) made list() fail with NotFound.
+    gone, kept = provider.launch(pool), provider.launch(pool)
+    api = provider.client().api
+    inspect = api.inspect_container
+
+    def removed_first(container: str, *args: object, **kwargs: object) -> object:
+        if container == gone.extra["container_id"]:
+            client.containers.get(container).remove(force=True)
+        return inspect(container, *args, **kwargs)
+
+    monkeypatch.setattr(api, "inspect_container", removed_first)
+    assert [i.name for i in provider.list(pool)] == [kept.name]
+    monkeypatch.undo()
+    assert provider.destroy(pool, kept) is not None
+
+
 def test_missing_image_is_a_clear_error_and_nothing_is_created(provider, pool, client):
     with pytest.raises(ImageNotFoundError, match="never pulls"):
         provider.launch(pool, LaunchSpec(image=f"hapool/no-such-image:{uuid.uuid4().hex[:6]}"))

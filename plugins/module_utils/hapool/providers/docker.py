@@ -228,7 +228,11 @@ class DockerProvider(Provider):
             filters.append(f"{LABEL_INSTANCE}={name}")
         client = self.client()
         try:
-            found: list[Any] = client.containers.list(all=True, filters={"label": filters})
+            # ignore_removed: the SDK inspects each container it listed, and one removed in between
+            # (a scale-in or heal destroying it meanwhile) is gone, not an engine error.
+            found: list[Any] = client.containers.list(
+                all=True, filters={"label": filters}, ignore_removed=True
+            )
         except Exception as exc:
             raise self._api_error("list containers", exc) from exc
         return found
@@ -434,7 +438,7 @@ class DockerProvider(Provider):
             return []
         prefix = f"hapool-bake-{scope}-{validate_pool(pool)}-"
         try:
-            found = self.client().containers.list(all=True, filters={"name": prefix})
+            found = self.client().containers.list(all=True, filters={"name": prefix}, ignore_removed=True)
         except Exception as exc:
             raise self._api_error(f"list the build containers of pool {pool}", exc) from exc
         builds: set[tuple[str, str]] = set()
