@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers.chaos import view
-from helpers.heal import balancer_dir, deployments, events, instances, kill_hard, server_status
+from helpers.heal import balancer_dir, deployments, events, instances, kill_hard, server_stats, server_status
 from helpers.procs import CRON_DIR, cron_daemon, wait_until
 from helpers.site import Deployment
 
@@ -197,14 +197,7 @@ def converged(dep: Deployment, provider: str, timeout: float = 240) -> set[str]:
 
 def _answered(dep: Deployment, provider: str) -> dict[str, int]:
     """Each server's 2xx answers, from HAProxy's own counters (`show stat`, hrsp_2xx)."""
-    stat = Deployment.runtime(dep.admin_socket(balancer_dir(provider)), "show stat")
-    header = stat.splitlines()[0].lstrip("# ").split(",")
-    out = {}
-    for line in stat.splitlines()[1:]:
-        values = dict(zip(header, line.split(","), strict=False))
-        if values.get("pxname") == "web" and values.get("svname") not in (None, "BACKEND"):
-            out[values["svname"]] = int(values.get("hrsp_2xx") or 0)
-    return out
+    return {name: int(row.get("hrsp_2xx") or 0) for name, row in server_stats(dep, provider).items()}
 
 
 class FirstAnswer:

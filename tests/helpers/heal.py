@@ -43,15 +43,20 @@ def balancer_dir(provider: str) -> str:
     return "local" if provider == "local" else f"balancer-{provider}"
 
 
-def server_status(dep: Deployment, provider: str) -> dict[str, str]:
+def server_stats(dep: Deployment, provider: str) -> dict[str, dict[str, str]]:
+    """Each server of backend web: its `show stat` row, by column name."""
     stat = Deployment.runtime(dep.admin_socket(balancer_dir(provider)), "show stat")
     header = stat.splitlines()[0].lstrip("# ").split(",")
     out = {}
     for line in stat.splitlines()[1:]:
         values = dict(zip(header, line.split(","), strict=False))
         if values.get("pxname") == "web" and values.get("svname") not in (None, "BACKEND"):
-            out[values["svname"]] = values["status"]
+            out[values["svname"]] = values
     return out
+
+
+def server_status(dep: Deployment, provider: str) -> dict[str, str]:
+    return {name: row["status"] for name, row in server_stats(dep, provider).items()}
 
 
 def nginx_pids(inst: Instance) -> list[int]:
