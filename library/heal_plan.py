@@ -166,8 +166,8 @@ plan:
           fast path launched it; it is taken and nothing is launched), C(launched_at) (when
           that earlier launch was logged) and C(promote) (the replacement is a warm host of the
           pool that HAProxy reports UP, taken into service instead of a launch), C(promoted)
-          (adopted: the run that launched it - the watcher's fast path or an interrupted heal run -
-          took a warm host into service as the replacement).
+          (for an adopted replacement, true when the run that launched it - the watcher's fast
+          path or an interrupted heal run - took a warm host into service).
       type: list
       elements: dict
 todo:
