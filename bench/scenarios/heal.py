@@ -39,11 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from helpers.chaos import view
-from helpers.heal import balancer_dir, deployments, events, instances, kill_hard, server_stats, server_status
+from helpers.heal import balancer_dir, deployments, events, instances, kill_hard, server_status
 from helpers.procs import CRON_DIR, cron_daemon, wait_until
 from helpers.site import Deployment
 
-from bench.lib import BenchError, Context, Wrk, fmt, fmt_summary, summary
+from bench.lib import BenchError, Context, Wrk, fmt_summary, summary
 
 NAME = "heal"
 TITLE = "Kill → replacement serving: timer-driven vs watch-driven, local and docker providers"
@@ -195,59 +195,6 @@ def converged(dep: Deployment, provider: str, timeout: float = 240) -> set[str]:
     return names
 
 
-def _answered(dep: Deployment, provider: str) -> dict[str, int]:
-    """Each server's 2xx answers, from HAProxy's own counters (`show stat`, hrsp_2xx)."""
-    return {name: int(row.get("hrsp_2xx") or 0) for name, row in server_stats(dep, provider).items()}
-
-
-class FirstAnswer:
-    """The first 2xx answer HAProxy counts for a server that was not serving before (`show stat`
-    every 50 ms in a thread; answers to wrk or to the probe): the balancer's side of the probe's
-    figure, kept in results.json (``first_answer_s``) as a cross-check and not shown in the
-    tables - in the run of 2026-12-03 14:00 it matched the probe within 0.3 s on local, but
-    lagged it by up to 0.8 s on docker template rows and was missing for the docker naive
-    (site.yml) kills, neither explained yet."""
-
-    def __init__(self, dep: Deployment, provider: str, serving: set[str], only: str | None = None) -> None:
-        # only: the killed host itself, brought back under its name (the naive loops): its
-        # counter is read again once HAProxy no longer reports it UP, so no answer of the old
-        # process is taken for the new one.
-        self.dep, self.provider, self.serving, self.only = dep, provider, serving, only
-        self.start = 0.0
-        self.at: float | None = None
-        self.server: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def begin(self, start: float) -> None:
-        self.baseline = _answered(self.dep, self.provider)
-        self.start = start
-        self._thread.start()
-
-    def _poll(self) -> None:
-        if self.only is not None:  # its count once HAProxy no longer has it UP (killed, seen by the checks)
-            while not self._stop.is_set():
-                with contextlib.suppress(OSError, ValueError, IndexError):
-                    if server_status(self.dep, self.provider).get(self.only, "UP") != "UP":
-                        self.baseline = _answered(self.dep, self.provider)
-                        break
-                self._stop.wait(0.05)
-        while not self._stop.is_set() and self.at is None:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                for name, count in _answered(self.dep, self.provider).items():
-                    fresh = name == self.only if self.only is not None else name not in self.serving
-                    if fresh and count > self.baseline.get(name, 0):
-                        self.at, self.server = time.monotonic() - self.start, name
-                        return
-            self._stop.wait(0.05)
-
-    def end(self) -> float | None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(5)
-        return self.at
-
-
 PROBE_EVERY = 0.1
 
 
@@ -287,24 +234,20 @@ def one_kill(
     old_bodies = {f"Hello {n}!" for n in before}
     victim = sorted((i for i in instances(dep, provider) if i.name in before), key=lambda i: i.name)[0]
     load = Wrk(f"http://127.0.0.1:{dep.frontend}/", seconds=budget_s + 20, **WRK)
-    first = FirstAnswer(dep, provider, before, only=victim.name if same_host else None)
     try:
         time.sleep(2)  # wrk is up to speed
         killed_wall, killed = time.time(), time.monotonic()
-        first.begin(killed)
         kill_hard(victim)
         mine = f"Hello {victim.name}!"
         serving_s = _probe(dep, killed, budget_s,
                            lambda body: body == mine if same_host else body not in old_bodies)
         time.sleep(1)
     finally:
-        first_answer_s = first.end()
         result = load.stop()
     if serving_s is None:
         raise BenchError(f"no replacement of {victim.name} served within {budget_s:.0f} s")
     if not logged:  # the naive loop logs no event
         return {"victim": victim.name, "replacement": None, "serving_s": serving_s, "trigger_s": None,
-                "first_answer_s": first_answer_s,
                 "replace_s": None, "registered_s": None, "requests": result.requests,
                 "failed": result.failed, "rps": result.rps}
     event = _replace_event(dep, victim.name)
@@ -313,8 +256,6 @@ def one_kill(
         "victim": victim.name,
         "replacement": event.get("replacement"),
         "serving_s": serving_s,
-        # the first request the new host answered, in HAProxy's counters (under wrk's load)
-        "first_answer_s": first_answer_s,
         "trigger_s": started_at - killed_wall,  # kill -> the heal run started the replacement
         "replace_s": float(event["duration"]),  # start -> replacement UP (the event's duration)
         # start -> HAProxy reported it UP, for a replacement registered at runtime (template)
@@ -370,13 +311,11 @@ def run(ctx: Context) -> dict[str, Any]:
                             split = (f" (trigger {k['trigger_s']:.1f} s, replace {k['replace_s']:.1f} s)"
                                      if k["trigger_s"] is not None else "")
                             ctx.log(f"heal/{label}/{mode} #{i + 1}: serving after {k['serving_s']:.1f} s"
-                                    f" (HAProxy's count {fmt(k['first_answer_s'], 's')})"
                                     f"{split}, {k['failed']}/{k['requests']} failed")
                             kills.append(k)
                     per_mode[mode] = {
                         "kills": kills,
                         "serving_s": summary([k["serving_s"] for k in kills]),
-                        "first_answer_s": summary([k["first_answer_s"] for k in kills]),
                         "trigger_s": summary([k["trigger_s"] for k in kills]),
                         "replace_s": summary([k["replace_s"] for k in kills]),
                         "registered_s": summary([k["registered_s"] for k in kills]),

@@ -18,7 +18,7 @@ from helpers.heal import deployments, events, instances, server_status
 from helpers.procs import wait_until
 from helpers.site import Deployment
 
-from bench.lib import BenchError, Context, fmt, fmt_summary, summary
+from bench.lib import BenchError, Context, fmt_summary, summary
 from bench.scenarios.heal import WRK, converged, heal_trigger, one_kill
 
 NAME = "warm"
@@ -73,7 +73,6 @@ def run(ctx: Context) -> dict[str, Any]:
                                     and e["instance"] == k["replacement"]]
                         k["promote_s"] = float(promoted[0]["duration"]) if promoted else None
                         ctx.log(f"warm/{provider}/{label} #{i + 1}: serving after {k['serving_s']:.2f} s "
-                                f"(HAProxy's count {fmt(k['first_answer_s'], 's', 2)}) "
                                 f"(trigger {k['trigger_s']:.2f} s), {k['failed']}/{k['requests']} failed")
                         kills.append(k)
                         if warm:
@@ -81,7 +80,6 @@ def run(ctx: Context) -> dict[str, Any]:
                 out["providers"].setdefault(provider, {})[label] = {
                     "kills": kills,
                     "serving_s": summary([k["serving_s"] for k in kills]),
-                    "first_answer_s": summary([k["first_answer_s"] for k in kills]),
                     "trigger_s": summary([k["trigger_s"] for k in kills]),
                     "promote_s": summary([k["promote_s"] for k in kills]),
                     "failed": sum(k["failed"] for k in kills),
