@@ -14,7 +14,8 @@ description:
     M(pool_template_info)); its I(version) is a content hash of the provider's base, the pool's
     C(nginx_web_*) variables and the nginx_web role's files. A bake turns one version into an
     I(artefact) new hosts launch from, ready to serve with no provisioning: a docker image
-    C(hapool/<pool>:<version>-<scope>) (V(docker), tagged with the deployment's docker scope), a template tree
+    C(hapool/<pool>:<version>-<scope>) (V(docker), and V(vagrant) with its docker backend, whose
+    machines run the same image; tagged with the deployment's docker scope), a template tree
     C(<state_dir>/templates/<pool>/<version>) (V(local))."
   - "A bake is three calls around the nginx_web role (C(playbooks/bake.yml) makes them):
     O(state=present) computes the version and, when the pool's index has no usable record of
@@ -43,7 +44,8 @@ options:
   pool:
     description:
       - The pool's entry of C(hapool_pools), checked by the one pool validator. Its C(provider)
-        (V(local) or V(docker)) and C(launch) options (C(image), C(network), ...) are used.
+        (V(local), V(docker), or V(vagrant) with its docker backend) and C(launch) options
+        (C(image), C(network), ...) are used.
     type: dict
     required: true
   state:
@@ -52,7 +54,8 @@ options:
       - "V(baked): finish the bake of O(build): artefact, check, record, garbage collection."
       - "V(failed): record that the bake of O(build) failed (O(reason)) and remove its build host."
       - "V(absent): delete every baked version of the pool (its artefacts, then its index), as
-        C(teardown.yml) does; a docker image a container still runs is kept with its record."
+        C(teardown.yml) does; a docker image a container still runs is kept with its record. A
+        pool whose provider bakes nothing (a vagrant VM backend) has nothing to delete."
     type: str
     choices: [present, baked, failed, absent]
     default: present
@@ -253,11 +256,11 @@ def _checked_build(params: dict[str, Any], pool: str) -> dict[str, Any]:
 def run(module: AnsibleModule) -> dict[str, Any]:
     params = module.params
     entry = validate_pool(params["pool"])
-    if entry.get("provider") not in baking.BAKE_PROVIDERS:
-        raise InvalidArgumentError(
-            f"pool {entry['name']}: only pools of the {' and '.join(baking.BAKE_PROVIDERS)} providers have a "
-            f"baked template (provider {entry.get('provider')!r})"
-        )
+    refused = baking.refuse_pool(entry)
+    # state=absent (teardown.yml, every pool with a provider): a pool whose provider bakes nothing
+    # (a vagrant VM backend) has nothing baked, and its run finds nothing to delete.
+    if refused and (params["state"] != "absent" or not entry.get("provider")):
+        raise InvalidArgumentError(refused)
     p = pool_params({"pool": entry, "state_dir": params["state_dir"]})
     pool, state_root = p["pool"], params["state_dir"] or str(default_state_root())
     spec = launch_spec(p)
@@ -333,7 +336,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
                 pool,
                 version,
                 baking.artifact_name(
-                    p["provider"], state_root, pool, version, scope=baking.docker_scope(provider)
+                    baking.bake_kind(provider), state_root, pool, version, scope=baking.docker_scope(provider)
                 ),
                 time.time(),
                 usable=False,
@@ -361,6 +364,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         try:
             candidate = baking.finish_build(provider, build, params["paths"] or {}, state_root)
             settings = provider_settings(p["provider"], p)
+            settings.pop("vagrant_dir", None)  # the throw-away host lives in its scratch state root
             if p["provider"] == "local":
                 settings["port"] = 0  # the throw-away host must not take a port the pool's hosts need
             checked = baking.validate_artifact(
@@ -379,12 +383,13 @@ def run(module: AnsibleModule) -> dict[str, Any]:
                 if candidate is not None:
                     baking.remove_artifact(provider, _record(version, candidate), state_root, pool)
             finally:
+                kind = baking.bake_kind(provider)
                 index, _ = baking.record(
                     state_root,
                     pool,
                     version,
                     baking.artifact_name(
-                        p["provider"], state_root, pool, version, scope=baking.docker_scope(provider)
+                        kind, state_root, pool, version, scope=baking.docker_scope(provider)
                     ),
                     time.time(),
                     usable=False,

@@ -276,11 +276,9 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         raise InvalidArgumentError(
             f"pool {entry['name']} has no provider: a static pool (its servers listed) has no launch template"
         )
-    if entry["provider"] not in baking.BAKE_PROVIDERS:
-        raise InvalidArgumentError(
-            f"pool {entry['name']}: only pools of the {' and '.join(baking.BAKE_PROVIDERS)} providers have a "
-            f"launch template (provider {entry['provider']!r})"
-        )
+    refused = baking.refuse_pool(entry)
+    if refused:
+        raise InvalidArgumentError(refused)
     state_root = params["state_dir"] or str(default_state_root())
     pool = pool_params({"pool": entry, "state_dir": state_root})
     base = params["base"]

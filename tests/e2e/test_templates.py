@@ -10,7 +10,8 @@ failed, fail the run and leave the current version and the serving hosts alone. 
 artefact was deleted under a running pool (`docker image rm -f`, `rm -rf` of the tree) makes
 pool_instance fail saying to bake again; the next bake.yml bakes it again (sweeping what dead bakes
 left) and heal.yml launches from it. A build container removed in the middle of the role (docker) is
-a failed bake, recorded, with the pool lock given back and nothing left behind.
+a failed bake, recorded, with the pool lock given back and nothing left behind. A vagrant pool
+(docker backend) bakes a docker image on the same engine and its machines run it.
 """
 
 from __future__ import annotations
@@ -426,3 +427,45 @@ def test_an_unreachable_build_host_is_a_recorded_failure_and_the_controller_play
     (failed,) = [e for e in map(json.loads, (state / "heal" / "events.jsonl").read_text().splitlines())]
     assert failed["action"] == "bake_failed" and failed["reason"] == record["reason"], failed
     assert not Path(build["dir"]).exists(), "the build directory was left"
+
+
+@pytest.mark.vagrant
+def test_a_vagrant_docker_pool_bakes_an_image_and_its_machines_launch_from_it(
+    deploy: Callable[..., Deployment],
+) -> None:
+    """Vagrant's docker backend: site.yml bakes the pool's template into a docker image (a build
+    container on the engine the machines run on, tagged with the deployment's own scope), checks
+    it on a throw-away machine, and every machine runs that image with its own start script (no
+    provisioning); heal.yml replaces a killed machine from it; teardown.yml deletes the image."""
+    dep = deploy("vagrant", template={"enabled": True})
+    first = str(index(dep)["current"])
+    bakes = actions(dep, "bake")
+    assert [b["version"] for b in bakes] == [first] and bakes[0]["checked"], bakes
+    scope = (dep.root / "vagrant" / "bake" / "docker-scope").read_text().strip()
+    artefact = f"hapool/web:{first}-{scope}"
+    machines = json.loads((dep.root / "vagrant" / "machines.json").read_text())["machines"]
+    assert len(machines) == 2 and {m["image"] for m in machines.values()} == {artefact}, machines
+    assert {m["template"] for m in machines.values()} == {first}
+    assert set(versions(dep, "vagrant").values()) == {first}
+    labels = subprocess.run(
+        ["docker", "inspect", "--format", '{{index .Config.Labels "io.hapool.template"}}',
+         *(i.extra["container"] for i in instances(dep, "vagrant"))],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert labels == [first, first], labels
+    assert dep.hosts_answering(2) == {f"Hello {name}!" for name in machines}
+
+    victim = next(i for i in instances(dep, "vagrant") if i.alive)
+    kill_hard(victim)
+    heal = dep.play("heal.yml")
+    ok(heal)
+    assert "nginx_web : " not in heal.stdout  # launched from the image, not provisioned
+    replaced = actions(dep, "replace")
+    assert [e["instance"] for e in replaced] == [victim.name] and replaced[0]["serving"] is True, replaced
+    assert replaced[0]["template"] == first
+    assert versions(dep, "vagrant")[str(replaced[0]["replacement"])] == first
+    assert len(dep.hosts_answering(2, tries=60)) == 2
+
+    ok(dep.play("teardown.yml"))
+    gone = subprocess.run(["docker", "image", "inspect", artefact], capture_output=True, check=False)
+    assert gone.returncode != 0, "teardown.yml left the baked image"

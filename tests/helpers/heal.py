@@ -19,7 +19,7 @@ from helpers.site import Deployment
 CHECK = {"path": "/health", "expect_status": "200", "inter": "1s", "fastinter": "500ms", "downinter": "1s",
          "rise": 1, "fall": 2}
 Deploy = Callable[..., Deployment]
-LAUNCH = {"local": {}, "docker": {"image": "hapool/base:bookworm"}}
+LAUNCH = {"local": {}, "docker": {"image": "hapool/base:bookworm"}, "vagrant": {"vagrant_backend": "docker"}}
 
 
 def pool(provider: str, **over: object) -> dict[str, object]:
@@ -67,7 +67,7 @@ def nginx_pids(inst: Instance) -> list[int]:
 
 
 def kill_hard(inst: Instance) -> None:
-    if inst.provider == "docker":
+    if inst.provider == "docker" or inst.extra.get("backend") == "docker":  # vagrant's docker backend too
         subprocess.run(["docker", "kill", inst.extra["container"]], check=True, capture_output=True)
     else:
         for pid in nginx_pids(inst):

@@ -32,6 +32,7 @@ from ansible.module_utils.hapool.baking import (
     BakePlan,
     artifact_name,
     bake_code_digest,
+    bake_kind,
     check_served,
     current_template,
     finish_build,
@@ -40,6 +41,7 @@ from ansible.module_utils.hapool.baking import (
     prepare_build,
     publish,
     record,
+    refuse_pool,
     remove_all,
     remove_artifact,
     sweep,
@@ -54,6 +56,7 @@ from ansible.module_utils.hapool.providers import (
     LaunchTemplate,
     LocalProvider,
     Provider,
+    get_provider,
 )
 from ansible.module_utils.hapool.templates import (
     ADDRESS,
@@ -85,6 +88,10 @@ class FakeProvider(Provider):
         for key, value in attrs.items():
             setattr(self, key, value)
 
+    @property
+    def bake_kind(self) -> str | None:
+        return str(getattr(self, "kind", "")) or {"docker": "docker", "local": "local"}.get(self.name)
+
     def template_base(self, spec: LaunchSpec | None = None) -> str:
         return BASE
 
@@ -98,6 +105,10 @@ class FakeProvider(Provider):
         return None
 
     # the docker build steps, recorded
+    def start_build(self, pool: str, version: str, base_image: str) -> str:
+        self.calls.append(("start_build", (pool, version, base_image), {}))
+        return f"hapool-bake-{pool}-{version}"
+
     def commit_build(self, *args: Any, **kwargs: Any) -> None:
         self.calls.append(("commit_build", args, kwargs))
 
@@ -145,8 +156,8 @@ def test_artifact_name_refuses_a_pool_docker_cannot_name(tmp_path: Path, pool: s
 
 
 def test_artifact_name_refuses_other_providers_and_bad_local_pools(tmp_path: Path) -> None:
-    with pytest.raises(TemplateError, match="the vagrant provider does not launch from baked templates"):
-        artifact_name("vagrant", tmp_path, "web", V1)
+    with pytest.raises(TemplateError, match="no baked artefact of kind 'vagrant'"):
+        artifact_name("vagrant", tmp_path, "web", V1)  # a kind (hapool.baking.bake_kind), not a provider
     with pytest.raises(InvalidNameError):
         artifact_name("local", tmp_path, "../web", V1)  # the pool makes a path: validated
 
@@ -269,8 +280,8 @@ def test_template_variables_drop_what_the_build_host_sets_per_provider() -> None
         "nginx_web_keepalive_timeout": 5,
         **forced,
     }
-    with pytest.raises(TemplateError, match="the vagrant provider does not launch from baked templates"):
-        template_variables(entry, "vagrant", SEEN)
+    with pytest.raises(TemplateError, match="the cloud provider does not launch from baked templates"):
+        template_variables(entry, "cloud", SEEN)
 
 
 def test_a_docker_pools_root_and_user_change_its_version_a_local_pools_do_not(tmp_path: Path) -> None:
@@ -358,8 +369,8 @@ def test_prepare_build_local_replaces_a_leftover_and_passes_the_user(tmp_path: P
 
 
 def test_prepare_build_refuses_a_provider_without_templates(tmp_path: Path) -> None:
-    with pytest.raises(TemplateError, match="the vagrant provider does not launch from baked templates"):
-        prepare_build(FakeProvider(tmp_path, "vagrant"), LaunchSpec(), bake_plan("vagrant"), str(tmp_path))
+    with pytest.raises(TemplateError, match="the cloud provider does not launch from baked templates"):
+        prepare_build(FakeProvider(tmp_path, "cloud"), LaunchSpec(), bake_plan("cloud"), str(tmp_path))
 
 
 def test_prepare_build_docker_fails_on_a_pool_docker_cannot_name_before_any_container(tmp_path: Path) -> None:
@@ -368,6 +379,54 @@ def test_prepare_build_docker_fails_on_a_pool_docker_cannot_name_before_any_cont
     with pytest.raises(TemplateError, match="cannot be named hapool/web_"):
         prepare_build(provider, LaunchSpec(image="hapool/base:bookworm"), bad, str(tmp_path))
     assert provider.calls == []
+
+
+@pytest.mark.parametrize(
+    ("name", "settings", "kind"),
+    [("local", {}, "local"), ("docker", {}, "docker"), ("vagrant", {}, "docker"),
+     ("vagrant", {"backend": "docker"}, "docker"), ("vagrant", {"backend": "libvirt"}, None)],
+)  # fmt: skip
+def test_bake_kind_of_each_provider(
+    tmp_path: Path, name: str, settings: dict[str, Any], kind: str | None
+) -> None:
+    """Vagrant's docker backend bakes what the docker provider bakes (an image on the same engine);
+    a VM backend bakes nothing yet. Making the providers touches no engine."""
+    provider = get_provider(name, state_root=tmp_path, **settings)
+    assert provider.bake_kind == kind
+    if kind is None:
+        with pytest.raises(TemplateError, match=r"the vagrant provider \(libvirt backend\) does not launch"):
+            bake_kind(provider)
+    else:
+        assert bake_kind(provider) == kind
+
+
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [({"name": "web", "provider": "local"}, None), ({"name": "web", "provider": "docker"}, None),
+     ({"name": "web", "provider": "vagrant"}, None),
+     ({"name": "web", "provider": "vagrant", "launch": {"vagrant_backend": "docker"}}, None),
+     ({"name": "web", "provider": "vagrant", "launch": {"vagrant_backend": "virtualbox"}},
+      "pool web: the vagrant virtualbox backend has no launch template"),
+     ({"name": "web"}, "pool web: only pools of the local, docker, vagrant providers")],
+)  # fmt: skip
+def test_refuse_pool_names_the_pools_without_a_template(entry: dict[str, Any], words: str | None) -> None:
+    refused = refuse_pool(entry)
+    if words is None:
+        assert refused is None
+    else:
+        assert refused is not None and refused.startswith(words), refused
+
+
+def test_prepare_build_of_a_vagrant_docker_pool_is_a_docker_build_on_its_engine(tmp_path: Path) -> None:
+    """The build host of a vagrant (docker backend) pool is a build container the provider starts
+    on its engine (DOCKER_HOST of the vagrant provider's environment), reached with the docker
+    connection, as for a docker pool."""
+    provider = FakeProvider(tmp_path, "vagrant", kind="docker", base_url="tcp://127.0.0.1:2375", image="img")
+    build = prepare_build(provider, LaunchSpec(), bake_plan("vagrant"), str(tmp_path))
+    assert build["provider"] == "docker" and build["container"] == f"hapool-bake-web-{V1}"
+    assert provider.calls == [("start_build", ("web", V1, "img"), {})]
+    assert build["host_vars"]["ansible_connection"] == "community.docker.docker"
+    assert build["host_vars"]["ansible_docker_host"] == "tcp://127.0.0.1:2375"
 
 
 def hand_made_build(state: Path, port: int, version: str = V1) -> tuple[Path, dict[str, Any]]:
@@ -657,7 +716,7 @@ def test_remove_artifact_docker_asks_the_provider_and_others_keep(tmp_path: Path
     busy = FakeProvider(tmp_path, "docker", image_removable=False)
     assert remove_artifact(busy, record_, str(tmp_path), "web") is False
     assert docker.calls == busy.calls == [("remove_image", (f"hapool/web:{V1}",), {})]
-    assert remove_artifact(FakeProvider(tmp_path, "vagrant"), record_, str(tmp_path), "web") is False
+    assert remove_artifact(FakeProvider(tmp_path, "cloud"), record_, str(tmp_path), "web") is False
 
 
 # --- current_template ---------------------------------------------------------------------------------

@@ -325,7 +325,8 @@ def test_an_index_that_cannot_be_read_is_an_error(tree: dict[str, Any]) -> None:
         ({"pool": {"name": "web", "servers": [{"name": "s1", "address": "127.0.0.1"}]}},
          "pool web has no provider: a static pool .* has no launch template"),
         ({"pool": {**POOL, "provider": "ec2"}}, "pool web: provider must be one of"),
-        ({"pool": {**POOL, "provider": "vagrant"}}, "pool web: only pools of the local and docker providers"),
+        ({"pool": {**POOL, "provider": "vagrant", "launch": {"vagrant_backend": "libvirt"}}},
+         "pool web: the vagrant libvirt backend has no launch template"),
         ({"pool": {**POOL, "weight": "abc"}}, "pool web: weight must be a number, got 'abc'"),
         ({"pool": {**POOL, "name": "Web/.."}}, "pool Web/..: name must be 1-32 characters"),
         ({"base": ""}, r"pool web: base \(the provider's base image id\) is empty"),
@@ -337,7 +338,7 @@ def test_an_index_that_cannot_be_read_is_an_error(tree: dict[str, Any]) -> None:
          "instance web-00000a: template 'v1' is not a version"),
         ({"instances": ["web-00000a"]}, r"instances\[0\] must be a dict with name and template"),
     ],
-    ids=["static pool", "provider", "vagrant", "pool setting", "pool name", "empty base", "blank base",
+    ids=["static pool", "provider", "vagrant vm", "pool setting", "pool name", "empty base", "blank base",
          "host twice", "host without name", "bad host version", "host not a dict"],
 )  # fmt: skip
 def test_bad_pool_base_or_hosts_are_errors_naming_them(

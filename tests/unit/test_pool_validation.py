@@ -388,9 +388,9 @@ def test_a_static_pool_without_template_gets_none() -> None:
         ),
         ({"provider": "local", "template": {"zz": 1, "aa": 2}}, "template: unknown key(s) aa, zz"),
         (
-            {"provider": "vagrant", "template": {"enabled": True}},
-            "template.enabled: the vagrant provider does not launch from baked templates "
-            "(local and docker do); set it to false",
+            {"provider": "vagrant", "launch": {"vagrant_backend": "libvirt"}, "template": {"enabled": True}},
+            "template.enabled: the vagrant libvirt backend does not launch from baked templates "
+            "(the docker backend does); set it to false",
         ),
         (
             {"provider": "local", "template": {"enabled": "yes"}},

@@ -58,8 +58,8 @@ from .providers.state import file_lock
 #: The placeholders a bake renders into the build host on purpose (nginx_web_hostname).
 RENDERED = frozenset({templates.HOST})
 
-#: The providers whose pools can have a baked template.
-BAKE_PROVIDERS = ("local", "docker")
+#: The providers whose pools can have a baked template (vagrant: its docker backend).
+BAKE_PROVIDERS = ("local", "docker", "vagrant")
 
 #: Where the start script of a baked docker image goes, and the script (``str.format`` fields:
 #: pool, version, port, dirs, nginx, conf).
@@ -171,19 +171,53 @@ def template_inputs(
     )
 
 
+def bake_kind(provider: Provider) -> str:
+    """How ``provider``'s pools bake (the provider's ``bake_kind``): ``"docker"`` - a build
+    container committed to an image (the docker provider, and vagrant's docker backend, whose
+    machines run the same image) - or ``"local"`` - a rendered host tree. Any other provider is an
+    error."""
+    kind = provider.bake_kind
+    if kind not in ("docker", "local"):
+        backend = getattr(provider, "backend", None)
+        raise TemplateError(
+            f"the {provider.name} provider{f' ({backend} backend)' if backend else ''} does not launch "
+            "from baked templates (local, docker and vagrant's docker backend do)"
+        )
+    return str(kind)
+
+
+def refuse_pool(entry: Mapping[str, Any]) -> str | None:
+    """Why a validated pool entry can have no baked template (its provider bakes none: only
+    local, docker, and vagrant with its docker backend do), or None when it can."""
+    provider = entry.get("provider")
+    if provider not in BAKE_PROVIDERS:
+        return (
+            f"pool {entry.get('name')}: only pools of the {', '.join(BAKE_PROVIDERS)} providers have a "
+            f"launch template (provider {provider!r})"
+        )
+    launch = entry.get("launch")
+    backend = launch.get("vagrant_backend") if isinstance(launch, Mapping) else None
+    if provider == "vagrant" and backend not in (None, "docker"):
+        return (
+            f"pool {entry.get('name')}: the vagrant {backend} backend has no launch template "
+            "(the docker backend has)"
+        )
+    return None
+
+
 def templates_dir(state_root: str | os.PathLike[str], pool: str) -> pathlib.Path:
     """``<state_root>/templates/<pool>``: the pool's index, its lock, local artefacts, builds."""
     return pathlib.Path(templates.index_path(state_root, pool)).parent
 
 
 def artifact_name(
-    provider: str, state_root: str | os.PathLike[str], pool: str, version: str, *, scope: str | None = None
+    kind: str, state_root: str | os.PathLike[str], pool: str, version: str, *, scope: str | None = None
 ) -> str:
-    """Where a version's artefact goes: ``hapool/<pool>:<version>-<scope>`` (docker: ``scope`` is
-    the deployment's docker scope, so that two deployments on one engine never share, nor remove,
-    each other's images; ``hapool/<pool>:<version>`` without one), the directory
-    ``<state_root>/templates/<pool>/<version>`` (local)."""
-    if provider == "docker":
+    """Where a version's artefact goes, by :func:`bake_kind`: ``hapool/<pool>:<version>-<scope>``
+    (docker: ``scope`` is the deployment's docker scope, so that two deployments on one engine
+    never share, nor remove, each other's images; ``hapool/<pool>:<version>`` without one), the
+    directory ``<state_root>/templates/<pool>/<version>`` (local)."""
+    if kind == "docker":
         if not _REPO_COMPONENT_RE.match(pool):
             raise TemplateError(
                 f"pool {pool}: a docker image cannot be named hapool/{pool} (a repository name has no "
@@ -192,11 +226,9 @@ def artifact_name(
         if scope is not None and not re.fullmatch(r"[0-9a-f]{12}", scope):
             raise TemplateError(f"a docker scope is 12 hex digits, not {scope!r}")
         return f"hapool/{pool}:{version}" + (f"-{scope}" if scope else "")
-    if provider == "local":
+    if kind == "local":
         return str(templates_dir(state_root, pool) / version)
-    raise TemplateError(
-        f"the {provider} provider does not launch from baked templates ({', '.join(BAKE_PROVIDERS)} do)"
-    )
+    raise TemplateError(f"no baked artefact of kind {kind!r} (docker or local)")
 
 
 def plan(provider: Provider, inputs: templates.TemplateInputs, *, state_root: str) -> BakePlan:
@@ -286,6 +318,12 @@ def _engine_like(provider: Provider, state_root: str) -> Provider:
             "base_url": getattr(provider, "base_url", None),
             "network": getattr(provider, "network", None),
         }
+    elif provider.name == "vagrant":
+        settings = {
+            key: getattr(provider, attr, None)
+            for key, attr in (("vagrantfile", "vagrantfile"), ("backend", "backend"), ("image", "image"),
+                              ("network", "network"), ("env", "extra_env"))
+        }
     elif provider.name == "local":
         settings = {"nginx": getattr(provider, "nginx", None), "user": getattr(provider, "user", None)}
     return get_provider(provider.name, state_root=state_root, **settings)
@@ -332,7 +370,7 @@ def sweep(provider: Provider, state_root: str, pool: str) -> list[str]:
     tdir = templates_dir(state_root, pool)
     swept, live = _sweep_dirs(provider, tdir, pool)
     list_builds = getattr(provider, "build_containers", None)
-    if provider.name == "docker" and callable(list_builds):
+    if provider.bake_kind == "docker" and callable(list_builds):
         for name, version in list_builds(pool):
             if version not in live:
                 provider.remove_build(name)  # type: ignore[attr-defined]
@@ -344,7 +382,7 @@ def sweep(provider: Provider, state_root: str, pool: str) -> list[str]:
         for entry in sorted(tdir.glob(f".{path.name}.*")):
             entry.unlink(missing_ok=True)  # an index write killed before its rename
             swept.append(str(entry))
-        if provider.name != "local":
+        if provider.bake_kind != "local":
             return swept
         try:
             index = templates.read_index(path, pool)
@@ -361,12 +399,13 @@ def sweep(provider: Provider, state_root: str, pool: str) -> list[str]:
 def prepare_build(provider: Provider, spec: LaunchSpec, bake: BakePlan, state_root: str) -> dict[str, Any]:
     """Make the build host of ``bake``; what the playbook needs to reach it (``host_vars``) and
     what :func:`finish_build` needs back."""
-    if bake.provider == "docker":
+    kind = bake_kind(provider)
+    if kind == "docker":
         artifact_name("docker", state_root, bake.pool, bake.version)  # a pool docker cannot name: fail first
     swept = sweep(provider, state_root, bake.pool)
     pid, start = owner()
     ticket = templates_dir(state_root, bake.pool) / f"build-{bake.version}-{pid}-{start}"
-    if bake.provider == "local":
+    if kind == "local":
         build = ticket
         if build.exists():
             shutil.rmtree(build)
@@ -400,7 +439,7 @@ def prepare_build(provider: Provider, spec: LaunchSpec, bake: BakePlan, state_ro
             "host_vars": host_vars,
             "swept": swept,
         }
-    if bake.provider == "docker":
+    if kind == "docker":
         base_image = spec.image or str(getattr(provider, "image", ""))
         # The build container's ticket: its owner's name, so a sweep keeps a live bake's container.
         ticket.mkdir(parents=True, exist_ok=True)
@@ -430,7 +469,7 @@ def prepare_build(provider: Provider, spec: LaunchSpec, bake: BakePlan, state_ro
             "host_vars": host_vars,
             "swept": swept,
         }
-    raise TemplateError(f"the {bake.provider} provider does not launch from baked templates")
+    raise TemplateError(f"the {bake.provider} provider does not launch from baked templates")  # not reached
 
 
 def _stop_nginx(prefix: pathlib.Path, timeout: float = 10.0) -> None:
@@ -496,7 +535,7 @@ def docker_scope(provider: Provider) -> str | None:
     """The deployment's docker scope (made when missing) that tags its images; None for another
     provider."""
     scope = getattr(provider, "scope", None)
-    return scope(create=True) if provider.name == "docker" and callable(scope) else None
+    return scope(create=True) if provider.bake_kind == "docker" and callable(scope) else None
 
 
 def finish_build(
@@ -688,13 +727,13 @@ def remove_artifact(
 ) -> bool:
     """Delete a version's artefact: a local tree under the pool's templates directory, or a
     docker image (kept when a container still runs it)."""
-    if provider.name == "local":
+    if provider.bake_kind == "local":
         target = pathlib.Path(os.path.realpath(record_.artifact))
         if target.parent != pathlib.Path(os.path.realpath(templates_dir(state_root, pool))):
             raise TemplateError(f"refusing to delete {target}: not a template tree of pool {pool}")
         shutil.rmtree(target, ignore_errors=True)
         return True
-    if provider.name == "docker":
+    if provider.bake_kind == "docker":
         return bool(provider.remove_image(record_.artifact))  # type: ignore[attr-defined]
     return False
 
@@ -725,7 +764,7 @@ def remove_all(provider: Provider, state_root: str, pool: str) -> tuple[list[str
         removed: list[str] = []
         kept: list[str] = []
         for record_ in index.versions:
-            if not record_.usable and not os.path.exists(record_.artifact) and provider.name == "local":
+            if not record_.usable and not os.path.exists(record_.artifact) and provider.bake_kind == "local":
                 removed.append(record_.version)  # a failed bake's artefact was never published
                 continue
             (removed if remove_artifact(provider, record_, state_root, pool) else kept).append(
@@ -755,6 +794,7 @@ __all__ = [
     "BakePlan",
     "artifact_exists",
     "artifact_name",
+    "bake_kind",
     "check_served",
     "current_template",
     "discard_build",
@@ -765,6 +805,7 @@ __all__ = [
     "provider_for",
     "publish",
     "record",
+    "refuse_pool",
     "remove_all",
     "remove_artifact",
     "sweep",

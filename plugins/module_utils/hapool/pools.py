@@ -248,8 +248,9 @@ def _launch(value: Any) -> dict[str, Any]:
     return launch
 
 
-#: The providers whose pools launch from a baked template (hapool.baking.BAKE_PROVIDERS).
-TEMPLATE_PROVIDERS: tuple[str, ...] = ("local", "docker")
+#: The providers whose pools launch from a baked template (hapool.baking.BAKE_PROVIDERS; vagrant:
+#: with its docker backend only).
+TEMPLATE_PROVIDERS: tuple[str, ...] = ("local", "docker", "vagrant")
 _TEMPLATE_KEYS = ("enabled", "variables", "keep")
 
 _PER_HOST = "each host's own name: the bake renders the placeholder @@HAPOOL_HOST@@"
@@ -259,7 +260,8 @@ _LOCAL_PATH = "a path under each host's own directory (@@HAPOOL_PREFIX@@), which
 #: The nginx_web_* variables a bake sets itself, per provider, with why: they are never template
 #: inputs (hapool.baking.template_variables drops them from the variables the controller sees) and
 #: a pool's ``template.variables`` cannot set them. Every provider: the host's name and the JSON
-#: page's pools; docker: the listen address and port (every container listens on *:80); local:
+#: page's pools; docker (and vagrant's docker backend, which bakes the same image): the listen
+#: address and port (every container listens on *:80); local:
 #: also the paths of the build directory the launch copies into the host's prefix and the worker
 #: user (the provider's).
 TEMPLATE_BUILD_OWNED: dict[str, dict[str, str]] = {
@@ -283,11 +285,13 @@ TEMPLATE_BUILD_OWNED: dict[str, dict[str, str]] = {
         "nginx_web_user": "the local provider's worker user (its 'user' setting)",
     },
 }
+TEMPLATE_BUILD_OWNED["vagrant"] = TEMPLATE_BUILD_OWNED["docker"]
 
 
-def _template(value: Any, provider: Any) -> dict[str, Any]:
+def _template(value: Any, provider: Any, backend: Any = None) -> dict[str, Any]:
     """The pool's launch template settings: ``enabled`` (default false: hosts are launched bare
-    and provisioned; true bakes and launches from templates, local and docker only),
+    and provisioned; true bakes and launches from templates: local, docker, and vagrant with its
+    docker backend - ``backend``, the pool's ``launch.vagrant_backend``, default docker),
     ``variables`` (``nginx_web_*`` values of this pool's template) and ``keep`` (baked versions
     kept besides those live hosts run, default 2)."""
     template = dict(_mapping({} if value is None else value, "template"))
@@ -304,11 +308,18 @@ def _template(value: Any, provider: Any) -> dict[str, Any]:
     if enabled and provider not in TEMPLATE_PROVIDERS:
         raise InvalidArgumentError(
             f"template.enabled: the {provider} provider does not launch from baked templates "
-            f"({' and '.join(TEMPLATE_PROVIDERS)} do); set it to false"
+            f"({', '.join(TEMPLATE_PROVIDERS)} do); set it to false"
+        )
+    if enabled and provider == "vagrant" and backend not in (None, "docker"):
+        raise InvalidArgumentError(
+            f"template.enabled: the vagrant {backend} backend does not launch from baked templates "
+            "(the docker backend does); set it to false"
         )
     raw = template.get("variables")
     variables = dict(_mapping({} if raw is None else raw, "template.variables"))
-    owned = TEMPLATE_BUILD_OWNED.get(str(provider), TEMPLATE_BUILD_OWNED["local"])
+    # A vagrant VM backend bakes nothing: the local list, as for any provider without templates.
+    vm = provider == "vagrant" and backend not in (None, "docker")
+    owned = TEMPLATE_BUILD_OWNED.get("local" if vm else str(provider), TEMPLATE_BUILD_OWNED["local"])
     for key in variables:
         if not isinstance(key, str) or not key.startswith("nginx_web_"):
             raise InvalidArgumentError(f"template.variables: {key!r} is not an nginx_web_* variable")
@@ -368,7 +379,9 @@ def _pool_body(entry: Mapping[str, Any]) -> dict[str, Any]:
     if "launch" in pool:
         pool["launch"] = _launch(pool["launch"])
     if "provider" in pool or "template" in pool:
-        pool["template"] = _template(pool.get("template"), pool.get("provider"))
+        launch = pool.get("launch")
+        backend = launch.get("vagrant_backend") if isinstance(launch, Mapping) else None
+        pool["template"] = _template(pool.get("template"), pool.get("provider"), backend)
     pool.update({"warm": _warm(pool["warm"], pool)} if "warm" in pool else {})
     low, desired, high = pool_sizes(pool)
     for key, size in (("min", low), ("desired", desired), ("max", high)):

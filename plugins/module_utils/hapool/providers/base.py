@@ -166,12 +166,20 @@ class Provider(abc.ABC):
         validate_pool(pool)
         return dict.fromkeys((instance_name(n) for n in names), None)
 
+    @property
+    def bake_kind(self) -> str | None:
+        """How a pool of this provider bakes its launch template (``hapool.baking``): ``"docker"``
+        (a build container committed to an image), ``"local"`` (a rendered host tree), or ``None``
+        (this default: the provider does not launch from baked templates)."""
+        return None
+
     def template_base(self, spec: LaunchSpec | None = None) -> str:
         """What a pool's launch template is built on, as an exact id (a docker image id, the
         nginx binary's digest): part of the template's version. Providers that cannot launch
         from a baked template (this default) raise :class:`ProviderError`."""
         raise ProviderError(
-            f"the {self.name} provider does not launch from baked templates (local and docker do)"
+            f"the {self.name} provider does not launch from baked templates "
+            "(local, docker and vagrant's docker backend do)"
         )
 
     def artifact_exists(self, artifact: str) -> bool:
@@ -179,7 +187,8 @@ class Provider(abc.ABC):
         tree) is still there to launch from. Providers that cannot launch from a baked template
         (this default) raise :class:`ProviderError`."""
         raise ProviderError(
-            f"the {self.name} provider does not launch from baked templates (local and docker do)"
+            f"the {self.name} provider does not launch from baked templates "
+            "(local, docker and vagrant's docker backend do)"
         )
 
     def close(self) -> None:  # noqa: B027 - optional hook, not abstract

@@ -409,6 +409,10 @@ class DockerProvider(Provider):
 
     # -- launch templates (hapool.baking drives these)
 
+    @property
+    def bake_kind(self) -> str | None:
+        return "docker"
+
     def template_base(self, spec: LaunchSpec | None = None) -> str:
         """The base of a pool's template: the id (``sha256:...``) of the image its hosts would
         run without a template (``spec.image`` or the provider's). A missing image is an error."""

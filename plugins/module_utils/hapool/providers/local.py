@@ -509,6 +509,10 @@ class LocalProvider(Provider):
 
     # -- launch templates
 
+    @property
+    def bake_kind(self) -> str | None:
+        return "local"
+
     def template_base(self, spec: LaunchSpec | None = None) -> str:
         """The base of a pool's template: the nginx binary the hosts run, by content
         (``nginx <path> sha256:<digest>``), so an upgraded nginx makes a new version."""

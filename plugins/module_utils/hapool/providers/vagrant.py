@@ -25,6 +25,14 @@ network traffic). Backends (``backend`` setting, Vagrant's ``--provider``):
   allocated from ``vm_network`` (default 192.168.56.0/24, from .10 up), provisioned with
   nginx by the Vagrantfile; port 80.
 
+Launch templates (``hapool.baking``, ``bake_kind`` ``"docker"``): with the docker backend a pool
+bakes the same kind of artefact as a docker pool - a build container from the base image on the
+same engine, provisioned by nginx_web and committed to ``hapool/<pool>:<version>-<scope>``
+(``scope``: this deployment's, in ``bake/docker-scope``) - and a machine launched from a
+template runs that image with its own command (the start script the bake wrote): machines.json
+records ``image`` and ``template`` (the version, also the container's ``io.hapool.template``
+label). VM backends have no baked template (an error).
+
 CPU usage (:meth:`VagrantProvider.cpu_seconds`): for the docker backend, the container's
 cgroup counter read exactly as the docker provider does (:func:`.containers.containers_cpu_seconds`:
 ``/sys/fs/cgroup`` by container id, else the engine's stats API through the Docker SDK when it
@@ -51,6 +59,7 @@ from typing import Any, ClassVar
 from ..errors import ImageNotFoundError, OrphanError, ProviderError, ProviderUnavailableError
 from . import containers
 from .base import DESTROYED, MISSING, RUNNING, STOPPED, Instance, LaunchSpec, Provider, sort_instances
+from .docker import DockerProvider
 from .names import instance_name, validate_pool
 from .net import wait_tcp
 from .state import default_project_dir, file_lock, read_json, write_json_atomic
@@ -209,6 +218,7 @@ class VagrantProvider(Provider):
         self.vm_network = vm_network
         self.extra_env = dict(env or {})
         self.start_timeout = float(start_timeout)
+        self._images: DockerProvider | None = None
 
     @classmethod
     def settings_from_options(cls, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -386,6 +396,7 @@ class VagrantProvider(Provider):
                 "vagrant_dir": str(self.vagrant_dir),
                 "vagrantfile": str(self.vagrantfile),
                 "machine": name,
+                "template": m.get("template") if isinstance(m.get("template"), str) else None,
             }
             address, state = "", MISSING
             if name in docker_names:
@@ -474,18 +485,89 @@ class VagrantProvider(Provider):
             result.update(containers.containers_cpu_seconds(running, engine.cpu_seconds))
         return result
 
+    # -- launch templates (docker backend: the image is baked on the same engine)
+
+    @property
+    def bake_kind(self) -> str | None:
+        return "docker" if self.backend == "docker" else None
+
+    @property
+    def base_url(self) -> str | None:
+        """The Docker engine of the docker backend: ``DOCKER_HOST`` of this provider's environment
+        (None: the default socket)."""
+        return self.extra_env.get("DOCKER_HOST") or None
+
+    def _engine(self) -> DockerProvider:
+        """The docker provider that bakes this deployment's images on the backend's engine (its
+        state - the docker scope of the images' tags - in ``<vagrant_dir>/bake``)."""
+        if self.backend != "docker":
+            raise ProviderError(
+                f"the vagrant {self.backend} backend does not launch from baked templates "
+                "(the docker backend does): set template.enabled false"
+            )
+        if self._images is None:
+            self._images = DockerProvider(
+                self.vagrant_dir / "bake",
+                base_url=self.base_url,
+                network=self.network,
+                image=self.image,
+                start_timeout=self.start_timeout,
+            )
+        return self._images
+
+    def close(self) -> None:
+        if self._images is not None:
+            try:
+                self._images.close()
+            finally:
+                self._images = None
+
+    def scope(self, *, create: bool = False) -> str | None:
+        return self._engine().scope(create=create)
+
+    def template_base(self, spec: LaunchSpec | None = None) -> str:
+        return self._engine().template_base(spec)
+
+    def artifact_exists(self, artifact: str) -> bool:
+        return self._engine().artifact_exists(artifact)
+
+    def build_containers(self, pool: str) -> Sequence[tuple[str, str]]:
+        return self._engine().build_containers(pool)
+
+    def start_build(self, pool: str, version: str, base_image: str) -> str:
+        return self._engine().start_build(pool, version, base_image)
+
+    def commit_build(
+        self,
+        name: str,
+        repository: str,
+        tag: str,
+        *,
+        files: dict[str, tuple[str, int]],
+        changes: Sequence[str],
+    ) -> str:
+        return self._engine().commit_build(name, repository, tag, files=files, changes=changes)
+
+    def remove_build(self, name: str) -> None:
+        self._engine().remove_build(name)
+
+    def remove_image(self, reference: str) -> bool:
+        return self._engine().remove_image(reference)
+
     # -- launch
 
     def launch(self, pool: str, spec: LaunchSpec | None = None) -> Instance:
         spec = spec or LaunchSpec()
         validate_pool(pool)
-        if spec.template is not None:
-            raise ProviderError(
-                "the vagrant provider does not launch from a baked template (local and docker do): "
-                f"set template.enabled false for pool {pool}"
-            )
-        image = spec.image or self.image
+        template = spec.template
+        image = template.artifact if template is not None else (spec.image or self.image)
         self._vagrant(self.vagrant_dir / "logs" / "preflight.log")  # vagrant, SDK and Vagrantfile present
+        if template is not None and not self.artifact_exists(image):  # a VM backend: an error here
+            raise ImageNotFoundError(
+                f"the image {image} of pool {pool}'s template version {template.version} is not on the "
+                "Docker engine (deleted?): bake the pool's template again - ansible-playbook "
+                "playbooks/bake.yml (or site.yml) bakes a version whose artefact is gone"
+            )
         if self.backend == "docker":
             self._check_image(image)
             self._ensure_network()
@@ -504,6 +586,7 @@ class VagrantProvider(Provider):
                 entry.update(
                     {
                         "image": image,
+                        "template": template.version if template is not None else None,
                         "network": self.network,
                         "container": container_name(pool, name),
                         "cpus": spec.cpus,
