@@ -38,7 +38,8 @@ options:
       - The pool's entry of C(hapool_pools) (a dict with C(name), C(provider), C(launch), ...),
         checked by the one pool validator (as M(pool_validate) does).
       - Its C(provider) is part of the template. A pool without a provider (a static pool, its
-        servers listed) has no launch template and is an error.
+        servers listed) has no launch template and is an error, as is a vagrant pool with a VM
+        backend.
     type: dict
     required: true
   variables:
@@ -68,9 +69,10 @@ options:
   base:
     description:
       - The provider's base image, by id. Omitted (the usual way), the provider is asked as
-        M(pool_template) asks it - for V(docker) the pool's image's id (C(sha256:...)), for
-        V(local) the nginx binary's path and sha256 - and the pool's RV(action) also checks the
-        artefact of a usable version is still there (a deleted one is V(bake)).
+        M(pool_template) asks it - for V(docker) (and V(vagrant), docker backend) the pool's
+        image's id (C(sha256:...)), for V(local) the nginx binary's path and sha256 - and the
+        pool's RV(action) also checks the artefact of a usable version is still there (a deleted
+        one is V(bake)).
       - Given, the version is computed without the provider (no engine needed) and the artefact
         is not checked. Must not be empty.
     type: str

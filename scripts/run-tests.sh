@@ -22,18 +22,35 @@ stage() {
     if [ $rc -eq 0 ]; then results+=(ok); else results+=("FAILED (exit $rc)"); failed=1; fi
 }
 
-# Every scenario (roles/*/molecule/default and the top-level molecule/default, 4 today).
-# Finding none is a failure, like pytest's exit 5: a stage that ran nothing must not pass.
+# Every scenario (roles/*/molecule/default and the top-level molecule/default, 4 today), up to
+# $WORKERS at a time (each has its own container names and molecule state; its output is
+# printed whole when it ends). Finding none is a failure, like pytest's exit 5: a stage that
+# ran nothing must not pass.
 molecule_all() {
-    local d rc=0
-    local -a ran=()
+    local d rc=0 logs i jobs=${WORKERS:-2}
+    local -a ran=() pids=()
+    [ "$jobs" -ge 1 ] 2>/dev/null || jobs=1
+    logs=$(mktemp -d)
+    # Interrupted: stop the scenarios still running (background jobs ignore SIGINT) and clean up.
+    trap 'for i in "${pids[@]}"; do pkill -TERM -P "$i"; kill "$i"; done 2>/dev/null; wait; rm -rf "$logs"; exit 130' INT TERM
     for d in roles/*/ .; do
         [ -f "$d/molecule/default/molecule.yml" ] || continue
         d=${d%/}
-        echo "-- molecule test in $d"
-        ran+=("$d")
-        (cd "$d" && molecule test) || { echo "molecule failed in $d"; rc=1; }
+        while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+        echo "-- molecule test in $d (started)"
+        (cd "$d" && molecule test) > "$logs/${#ran[@]}.log" 2>&1 &
+        pids+=($!); ran+=("$d")
     done
+    for i in "${!ran[@]}"; do
+        if wait "${pids[$i]}"; then
+            printf -- '-- molecule test in %s: passed\n' "${ran[$i]}"
+        else
+            printf -- '-- molecule test in %s: FAILED\n' "${ran[$i]}"; rc=1
+        fi
+        cat "$logs/$i.log"
+    done
+    rm -rf "$logs"
+    trap - INT TERM
     if [ ${#ran[@]} -eq 0 ]; then
         echo "molecule: no scenario found (roles/*/molecule/default, molecule/default) — counted as a failure"
         return 1

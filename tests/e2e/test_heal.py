@@ -1,19 +1,18 @@
 """heal.yml end to end: a backend killed hard under load is replaced with no failed request;
-two runs at once; the circuit breaker; the backoff of a host that dies right after launch.
+two runs at once; the backoff of a host that dies right after launch.
 
 Every deployment is private (a short $HAPOOL_STATE_DIR, free ports) and torn down, with
 whatever teardown.yml leaves destroyed through the provider. The local-provider tests share
 one deployment (the ``local_pool`` fixture of conftest.py): each one starts from 2 hosts alive
-and UP and an empty event log, as after site.yml.
+and UP and an empty event log, as after site.yml. The circuit breaker (every server DOWN, the
+hosts alive: nothing replaced, nothing destroyed) is tested through reconcile.yml, whose first
+step is heal.yml (tests/e2e/test_reconcile.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,7 +26,6 @@ from helpers.heal import (
     events,
     instances,
     kill_hard,
-    nginx_pids,
     server_status,
 )
 from helpers.load import Load
@@ -153,32 +151,6 @@ def _cmd(dep: Deployment, playbook: str) -> list[str]:
 
     return [str(BIN / "ansible-playbook"), "-i", str(dep.inventory), str(ROOT / "playbooks" / playbook),
             "-e", json.dumps(dep.extra_vars)]
-
-
-@pytest.mark.e2e
-@pytest.mark.slow
-def test_circuit_breaker_destroys_nothing_when_every_server_is_down(local_pool: Deployment) -> None:
-    dep = local_pool
-    before = instances(dep, "local")
-    stopped = [pid for inst in before for pid in nginx_pids(inst)]
-    try:
-        for pid in stopped:  # unreachable, not dead: the processes stay, they stop answering
-            os.kill(pid, signal.SIGSTOP)
-        wait_until(lambda: all(s.startswith("DOWN") for s in server_status(dep, "local").values()), 30,
-                   "every server DOWN")
-        heal = dep.play("heal.yml")
-        assert heal.returncode != 0
-        assert "circuit breaker open" in heal.stdout
-        assert [i.name for i in instances(dep, "local")] == [i.name for i in before]
-        assert set(server_status(dep, "local")) == {i.name for i in before}
-        actions = [e["action"] for e in events(dep)]
-        assert "circuit_open" in actions and "replace" not in actions, actions
-        # the lock was given back (a later run is not "locked")
-        assert "locked: heal run" not in dep.play("heal.yml").stdout
-    finally:
-        for pid in stopped:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
 
 
 @pytest.mark.e2e

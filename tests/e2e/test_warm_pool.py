@@ -70,8 +70,8 @@ def converged(dep: Deployment, provider: str) -> None:
 
 
 def filled(dep: Deployment, provider: str) -> str:
-    """The warm pool filled by a heal run: its host, weight 0 in the balancer, never answering."""
-    ok(dep.play("heal.yml"))
+    """The warm pool site.yml filled (it refills the warm pools once the balancer runs): its host,
+    weight 0 in the balancer, never answering."""
     converged(dep, provider)
     (warm,) = warm_hosts(dep)
     assert weight(dep, provider, warm) == "0"
