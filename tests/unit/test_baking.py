@@ -49,7 +49,7 @@ from ansible.module_utils.hapool.baking import (
     template_variables,
     templates_dir,
 )
-from ansible.module_utils.hapool.errors import InvalidNameError, TemplateError
+from ansible.module_utils.hapool.errors import InvalidNameError, ProviderError, TemplateError
 from ansible.module_utils.hapool.providers import (
     Instance,
     LaunchSpec,
@@ -806,6 +806,56 @@ def serve() -> Iterator[Any]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+class CheckProvider(FakeProvider):
+    """Launches a host that is the ``serve`` fixture's server; its destroy may fail."""
+
+    def __init__(self, state_dir: Path, port: int, *, destroy_fails: bool = False) -> None:
+        super().__init__(state_dir)
+        self.port, self.destroy_fails = port, destroy_fails
+
+    def launch(self, pool: str, spec: LaunchSpec | None = None) -> Instance:
+        self.calls.append(("launch", (pool,), {}))
+        return Instance("web-3f9a2c", pool, "local", "127.0.0.1", self.port, 1.0, "running", {})
+
+    def destroy(self, pool: str, instance: Instance | str) -> Instance | None:
+        self.calls.append(("destroy", (pool,), {}))
+        if self.destroy_fails:
+            raise ProviderError("the engine refused to remove web-3f9a2c")
+        return None
+
+
+@pytest.mark.parametrize("destroy_fails", [False, True], ids=["destroyed", "destroy failed"])
+def test_validate_artifact_keeps_its_scratch_root_only_while_a_host_is_left_in_it(
+    serve: Any, tmp_path: Path, destroy_fails: bool
+) -> None:
+    """The throw-away host's scratch state root goes with it; one whose host could not be
+    destroyed stays (named after the bake's owner) for the next bake's sweep to destroy it."""
+    port, _ = serve({"/health": (200, "ok", {}), "/": (200, "<h1>Hello web-3f9a2c!</h1>", {})})
+    made: list[CheckProvider] = []
+
+    def factory(root: str) -> Provider:
+        made.append(CheckProvider(Path(root), port, destroy_fails=destroy_fails))
+        return made[-1]
+
+    def check() -> str:
+        return baking.validate_artifact(
+            factory, "web", template=LaunchTemplate("/t", V1), spec=LaunchSpec(), health_path="/health",
+            scratch_parent=str(tmp_path),
+        )  # fmt: skip
+
+    if destroy_fails:
+        with pytest.raises(ProviderError, match="refused to remove web-3f9a2c"):
+            check()
+    else:
+        assert check() == "web-3f9a2c"
+    left = [p.name for p in tmp_path.iterdir()]
+    assert [c[0] for c in made[0].calls] == ["launch", "destroy"]
+    if destroy_fails:
+        assert len(left) == 1 and left[0].startswith(f".check-{os.getpid()}-"), left
+    else:
+        assert left == []
 
 
 def test_check_served_passes_a_host_that_serves(serve: Any) -> None:

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import files, templates
-from .errors import HapoolError, ProviderError, TemplateError
+from .errors import HapoolError, OrphanError, ProviderError, TemplateError
 from .pools import TEMPLATE_BUILD_OWNED
 from .providers import LaunchSpec, LaunchTemplate, Provider, get_provider
 from .providers.local import can_bind
@@ -666,20 +666,34 @@ def validate_artifact(
     scratch_parent: str,
 ) -> str:
     """Launch a throw-away host from ``template`` with a provider made by ``provider_factory``
-    (given a scratch state root: its hosts are no pool's), check it, destroy it; its name."""
+    (given a scratch state root: its hosts are no pool's), check it, destroy it; its name.
+
+    The scratch state root is removed once nothing is left in it; when the throw-away host could
+    not be destroyed (its destroy failed, or a failed launch could not clean up: an
+    :class:`OrphanError`) it is kept, named after this bake's owner, so that the next bake's
+    :func:`sweep` destroys the host through it once the owner is gone."""
     os.makedirs(scratch_parent, exist_ok=True)
     pid, start = owner()
     scratch = tempfile.mkdtemp(prefix=f".check-{pid}-{start}-", dir=scratch_parent)
+    left = False
     try:
         provider = provider_factory(scratch)
         try:
-            instance = provider.launch(
-                pool, LaunchSpec(cpus=spec.cpus, memory=spec.memory, template=template)
-            )
+            try:
+                instance = provider.launch(
+                    pool, LaunchSpec(cpus=spec.cpus, memory=spec.memory, template=template)
+                )
+            except OrphanError:
+                left = True
+                raise
             try:
                 check_served(instance.address, instance.port, instance.name, health_path)
             finally:
-                provider.destroy(pool, instance)
+                try:
+                    provider.destroy(pool, instance)
+                except BaseException:
+                    left = True
+                    raise
         finally:
             provider.close()
         return instance.name
@@ -688,7 +702,8 @@ def validate_artifact(
     except HapoolError as exc:
         raise TemplateError(str(exc)) from exc
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if not left:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def record(
