@@ -569,7 +569,8 @@ class VagrantProvider(Provider):
                 "playbooks/bake.yml (or site.yml) bakes a version whose artefact is gone"
             )
         if self.backend == "docker":
-            self._check_image(image)
+            if template is None:  # a template's image was just found on the engine
+                self._check_image(image)
             self._ensure_network()
         elif not (spec.box or self.box):
             raise ProviderError(
