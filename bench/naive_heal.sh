@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The original design's heal loop, as the bench's baseline (issue 16): every SLEEP seconds, read
+# The original design's heal loop, as the bench's baseline (issue 16): every SLEEP seconds (on the
+# clock's multiples of SLEEP, as the heal timer's ticks; the original slept SLEEP after each pass), read
 # HAProxy's `show stat`; for each server of BACKEND that is DOWN, destroy and recreate the same
 # host under the same name and address by running RECREATE_DIR/<server>.sh (written by the bench
 # from the host as it was launched: docker - `docker start` of the killed container, its name,
@@ -26,5 +27,9 @@ while [ "$SECONDS" -lt "$end" ]; do
             echo "$(date +%s.%N) no recreate script for $server"
         fi
     done
-    sleep "$sleep_s"
+    # the next pass at the clock's next multiple of SLEEP (where the heal timer's ticks fall, so
+    # that the bench can kill a host at the same point of both periods)
+    now_ms=$(( $(date +%s%N) / 1000000 ))
+    wait_ms=$(( (now_ms / (sleep_s * 1000) + 1) * sleep_s * 1000 - now_ms ))
+    sleep "$((wait_ms / 1000)).$(printf %03d $((wait_ms % 1000)))"
 done

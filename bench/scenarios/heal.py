@@ -100,7 +100,9 @@ def heal_trigger(dep: Deployment, mode: str, settings: dict[str, Any] | None = N
 @contextlib.contextmanager
 def naive_loop(dep: Deployment, provider: str) -> Iterator[list[str]]:
     """The original design's loop in a thread (NAIVE): every pass reads `show stat`, runs site.yml
-    when a server of the pool is DOWN, then sleeps 10 s. Yields the log of its passes."""
+    when a server of the pool is DOWN, then sleeps until the clock's next multiple of 10 s (where
+    the timer's ticks fall, so that a kill can fall at the same point of both periods). Yields the
+    log of its passes."""
     stop = threading.Event()
     passes: list[str] = []
 
@@ -114,7 +116,7 @@ def naive_loop(dep: Deployment, provider: str) -> Iterator[list[str]]:
             if down:
                 run = dep.play("site.yml")
                 passes.append(f"{time.time():.3f} DOWN {down}: site.yml exited {run.returncode}")
-            stop.wait(NAIVE_SLEEP)
+            stop.wait(NAIVE_SLEEP - time.time() % NAIVE_SLEEP)  # the next multiple of 10 s on the clock
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
@@ -226,16 +228,21 @@ def one_kill(
     logged: bool = True,
     ready: Callable[[Deployment, str], set[str]] = converged,
     same_host: bool = False,
+    phase: float | None = None,
 ) -> dict[str, Any]:
     """Kill the first serving host under wrk; the clock stops at the first answer of a host that
     did not answer before (``same_host``: of the killed host itself, recreated under its name).
-    ``ready`` waits for the pool to be whole and names the serving hosts."""
+    ``ready`` waits for the pool to be whole and names the serving hosts. ``phase``: the kill
+    falls that many seconds after a multiple of TIMER_PERIOD on the clock (the timer's ticks and
+    the naive loops' passes fall on those multiples)."""
     before = ready(dep, provider)
     old_bodies = {f"Hello {n}!" for n in before}
     victim = sorted((i for i in instances(dep, provider) if i.name in before), key=lambda i: i.name)[0]
     load = Wrk(f"http://127.0.0.1:{dep.frontend}/", seconds=budget_s + 20, **WRK)
     try:
         time.sleep(2)  # wrk is up to speed
+        if phase is not None:
+            time.sleep((phase - time.time()) % TIMER_PERIOD)
         killed_wall, killed = time.time(), time.monotonic()
         kill_hard(victim)
         mine = f"Hello {victim.name}!"
@@ -249,7 +256,7 @@ def one_kill(
     if not logged:  # the naive loop logs no event
         return {"victim": victim.name, "replacement": None, "serving_s": serving_s, "trigger_s": None,
                 "replace_s": None, "registered_s": None, "requests": result.requests,
-                "failed": result.failed, "rps": result.rps}
+                "failed": result.failed, "rps": result.rps, "phase_s": phase}
     event = _replace_event(dep, victim.name)
     started_at = float(event["time"]) - float(event["duration"])
     return {
@@ -263,6 +270,7 @@ def one_kill(
         "requests": result.requests,
         "failed": result.failed,
         "rps": result.rps,
+        "phase_s": phase,
     }
 
 
@@ -279,8 +287,8 @@ def _replace_event(dep: Deployment, victim: str) -> dict[str, Any]:
 
 def run(ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {"modes": list(MODES), "providers": {}, "wrk": WRK, "repeat": ctx.repeat,
-                           "template_kills": max(ctx.repeat, TEMPLATE_KILLS)}
-    phase = random.Random()  # noqa: S311 - a random wait, not a secret
+                           "template_kills": max(ctx.repeat, TEMPLATE_KILLS), "paired": True}
+    rng = random.Random()  # noqa: S311 - random points of the period, not a secret
     with cron_daemon():
         for provider, launch in [(p, la) for p in ctx.providers for la in LAUNCHES]:
             label = provider if launch == "provisioned" else f"{provider} ({launch})"
@@ -292,6 +300,10 @@ def run(ctx: Context) -> dict[str, Any]:
                 dep = make(provider, **settings, **LAUNCHES[launch])
                 ctx.log(f"heal/{label}: site.yml {time.monotonic() - t0:.0f} s")
                 per_mode: dict[str, Any] = {}
+                kills_wanted = max(ctx.repeat, TEMPLATE_KILLS) if launch == "template" else ctx.repeat
+                # The same random points of the 10 s period for the timer's kills and the naive
+                # loop's: the two rows compare kill by kill.
+                phases = [rng.uniform(0, TIMER_PERIOD) for _ in range(kills_wanted)]
                 for mode in [*MODES, NAIVE]:
                     kills = []
                     if mode != NAIVE:
@@ -301,13 +313,11 @@ def run(ctx: Context) -> dict[str, Any]:
                     else:
                         trigger = naive_restart(dep, provider, ctx.dir(f"naive-{provider}"))
                     with trigger:
-                        kills_wanted = max(ctx.repeat, TEMPLATE_KILLS) if launch == "template" else ctx.repeat
                         for i in range(kills_wanted):
-                            if mode in ("timer", NAIVE):
-                                time.sleep(phase.uniform(0, TIMER_PERIOD))  # a random phase of the ticks
                             restart = mode == NAIVE and launch == "template"
                             k = one_kill(dep, provider, budget_s=120 if mode == "watch" else 150,
-                                         logged=mode != NAIVE, same_host=restart)
+                                         logged=mode != NAIVE, same_host=restart,
+                                         phase=phases[i] if mode in ("timer", NAIVE) else None)
                             split = (f" (trigger {k['trigger_s']:.1f} s, replace {k['replace_s']:.1f} s)"
                                      if k["trigger_s"] is not None else "")
                             ctx.log(f"heal/{label}/{mode} #{i + 1}: serving after {k['serving_s']:.1f} s"
@@ -352,13 +362,23 @@ def markdown(r: dict[str, Any]) -> str:
             "For a template pool, the watcher and each tick of the timer run the **fast path** first "
             "(`hapool.fastheal`: the watcher process itself launches the replacement from the template "
             "and adds it at runtime; the heal run that follows adopts it), so its trigger delay ends "
-            "at that launch; before each timer kill the bench waits a random 0-10 s (the tick's phase). "
-            f"Median (range) of {r['repeat']} kills per row, {r['template_kills']} per template row, "
+            "at that launch; "
+            + ("the timer's ticks fall on the clock's multiples of 10 s, and so do the naive loop's "
+               "passes (below): each timer kill falls at a random point of that period, and the naive "
+               "row's kill of the same rank at the same point, so the two rows compare kill by kill. "
+               if r.get("paired") else
+               "before each timer kill the bench waits a random 0-10 s (the tick's phase). ")
+            + f"Median (range) of {r['repeat']} kills per row, {r['template_kills']} per template row, "
             "with the 90th percentile of the kill → serving times. **naive**: the original design's "
-            "loop, run by the bench (a random 0-10 s before each kill; it logs no event, so no split): "
-            "for a provisioned pool `show stat`, site.yml when a server is DOWN, `sleep 10` (a fresh, "
-            "provisioned host, as its `vagrant destroy -f` + `vagrant up`)"
-            + ("; for a template pool the bash loop `bench/naive_heal.sh`: `show stat` every 10 s, and "
+            "loop, run by the bench ("
+            + ("" if r.get("paired") else "a random 0-10 s before each kill; ")
+            + "it logs no event, so no split): "
+            "for a provisioned pool `show stat`, site.yml when a server is DOWN, "
+            + ("then the next multiple of 10 s on the clock (the original: `sleep 10`)"
+               if r.get("paired") else "`sleep 10`")
+            + " (a fresh, provisioned host, as its `vagrant destroy -f` + `vagrant up`)"
+            + ("; for a template pool the bash loop `bench/naive_heal.sh`: `show stat` every 10 s"
+               + (" (on the clock's multiples of 10 s)" if r.get("paired") else "") + ", and "
                "each DOWN server's host brought back under the same name and address - the same nginx "
                "started again (local), `docker start` of the killed container (docker) - and taken back "
                "by HAProxy's checks; the clock stops at the first answer of the killed host itself."
@@ -433,5 +453,29 @@ def _against_naive(r: dict[str, Any]) -> list[str]:
                 naive.append(f"{provider} {mode} {ratio:.2f} x")
     if not naive:
         return []
-    return ["", "Against the original design's loop on the same provider and way of launching, same "
-                "run (**naive**, above): " + "; ".join(naive) + " of its kill → serving time."]
+    lines = ["", "Against the original design's loop on the same provider and way of launching, same "
+                 "run (**naive**, above): " + "; ".join(naive) + " of its kill → serving time."]
+    paired = _paired(r)
+    if paired:
+        lines += ["", "Kill by kill, each timer kill against the naive loop's kill at the same point of the "
+                      "10 s period (timer - naive; negative: the timer's replacement served sooner): "
+                      + "; ".join(paired) + "."]
+    return lines
+
+
+def _paired(r: dict[str, Any]) -> list[str]:
+    """The timer row against the naive row of the same pool, kill by kill (the same phases)."""
+    out = []
+    for provider, modes in r["providers"].items():
+        timer, base = (modes.get("timer") or {}).get("kills"), (modes.get(NAIVE) or {}).get("kills")
+        if not timer or not base or len(timer) != len(base):
+            continue
+        pairs = list(zip(timer, base, strict=True))
+        if any(t.get("phase_s") is None or t.get("phase_s") != b.get("phase_s") for t, b in pairs):
+            continue
+        diffs = [t["serving_s"] - b["serving_s"] for t, b in pairs]
+        d = summary(diffs)
+        ahead = sum(1 for x in diffs if x < 0)
+        out.append(f"{provider}: median {d['median']:+.1f} s ({d['min']:+.1f} to {d['max']:+.1f}), "
+                   f"sooner in {ahead} of {len(diffs)} kills")
+    return out

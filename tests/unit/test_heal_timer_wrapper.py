@@ -9,8 +9,10 @@ import fcntl
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -104,6 +106,34 @@ def test_a_tick_while_a_run_holds_the_lock_is_skipped_and_logged(tmp_path: pathl
     # Lock released: the next tick runs.
     tick = subprocess.run([str(wrapper), "once"], capture_output=True, text=True, timeout=60, check=False)
     assert tick.returncode == 0 and (tmp_path / "argv").exists(), tick.stdout + tick.stderr
+
+
+def test_the_ticks_of_a_minute_start_on_the_clock_s_multiples_of_the_period(tmp_path: pathlib.Path) -> None:
+    """The cron wrapper's ticks start every period to the millisecond, however long a tick takes
+    (whole-second sleeps made them up to a second late): period 1 s, the stand-in playbook notes
+    when it starts; the wrapper is stopped after 3 ticks."""
+    run = _apply(tmp_path, heal_timer_period=1)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    stub = tmp_path / "ansible-playbook"
+    stub.write_text('#!/bin/sh\ndate +%s.%N >> "$(dirname "$0")/starts"\nsleep 0.3\n')
+    while time.time() % 1 < 0.5:  # started in the second half of a second: whole-second sleeps would be late
+        time.sleep(0.02)
+    wrapper = subprocess.Popen([str(tmp_path / "heal" / "hapool-heal-unit-tick.sh")], start_new_session=True)
+    try:
+        starts = tmp_path / "starts"
+        for _ in range(100):
+            if starts.exists() and len(starts.read_text().split()) >= 4:
+                break
+            time.sleep(0.1)
+    finally:
+        os.killpg(wrapper.pid, signal.SIGTERM)
+        wrapper.wait(timeout=10)
+    times = [float(t) for t in starts.read_text().split()]
+    assert len(times) >= 4, times
+    # tick 0 starts at once, ticks 1.. on the second (the stand-in starts some ms after its tick)
+    late = [t - int(t) for t in times[1:4]]
+    assert all(x < 0.2 for x in late), late
+    assert [int(t) - int(times[1]) for t in times[1:4]] == [0, 1, 2], times
 
 
 def test_the_systemd_units_are_valid(tmp_path: pathlib.Path) -> None:
